@@ -1,0 +1,242 @@
+"""The prepared dataset: the one contract between pipeline stages (see DESIGN.md).
+
+A prepared dataset is a folder holding
+
+- ``cohort.jsonl.gz``: one patient per line (profile + visits, codes prefixed by their system),
+- ``vocab.json``: code titles and the medication label list in output order,
+- ``ddi.csv``: unordered pairs of interacting medication labels (``med_a,med_b``),
+- ``manifest.json``: format version, source, options, counts and the cohort's sha256.
+
+Every loader (MIMIC-III, MIMIC-IV, a hospital's JSONL, the synthetic generator) ends in
+`write_dataset`; every later stage starts with `load_dataset`.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from leader import __version__
+from leader.errors import LeaderError
+from leader.io import atomic_dir, read_json, sha256_file
+
+FORMAT_VERSION = 1
+FILES = ("cohort.jsonl.gz", "vocab.json", "ddi.csv", "manifest.json")
+CODE_SYSTEMS = {
+    "diagnoses": ("ICD9", "ICD10"),
+    "procedures": ("ICD9P", "ICD10P"),
+}
+NOTE_SECTIONS = (
+    "history_of_present_illness",
+    "past_medical_history",
+    "allergies",
+    "medications_on_admission",
+)
+PROFILE_FIELDS = (
+    "gender",
+    "age",
+    "insurance",
+    "language",
+    "religion",
+    "marital_status",
+    "ethnicity",
+    "admission_type",
+)
+
+
+@dataclass
+class Dataset:
+    """A prepared dataset in memory."""
+
+    path: Path | None
+    patients: list[dict]
+    medications: list[str]
+    """Medication labels in model output order."""
+    titles: dict[str, str] = field(default_factory=dict)
+    """Human title of every code (diagnoses, procedures, medication labels)."""
+    ddi: list[tuple[str, str]] = field(default_factory=list)
+    manifest: dict = field(default_factory=dict)
+
+    @property
+    def sha256(self) -> str:
+        return self.manifest.get("cohort_sha256", "")
+
+
+def _where(line: int | None, patient: dict | None) -> str:
+    return f"line {line}" if line is not None else "patient record"
+
+
+def validate_patient(patient: dict, line: int | None = None, labels: set[str] | None = None) -> dict:
+    """Check one patient record against the cohort schema and return it.
+
+    Raises LeaderError naming the line and the field. `labels`, when given, is the set of
+    medication labels every visit's medications must belong to.
+    """
+    where = _where(line, patient)
+    if not isinstance(patient, dict):
+        raise LeaderError(f"{where}: a patient must be a JSON object, got {type(patient).__name__}")
+    for key, kind in (("patient_id", (str, int)), ("profile", dict), ("visits", list)):
+        if key not in patient:
+            raise LeaderError(f"{where}: missing field '{key}'; see the cohort format in README.md")
+        if not isinstance(patient[key], kind):
+            raise LeaderError(f"{where}: field '{key}' has the wrong type")
+    if not patient["visits"]:
+        raise LeaderError(f"{where}: patient has no visits; drop the patient or add a visit")
+    for v, visit in enumerate(patient["visits"]):
+        vwhere = f"{where}, visit {v + 1}"
+        if not isinstance(visit, dict):
+            raise LeaderError(f"{vwhere}: a visit must be a JSON object")
+        for key in ("visit_id", "diagnoses", "procedures", "medications"):
+            if key not in visit:
+                raise LeaderError(f"{vwhere}: missing field '{key}'")
+        for kind, systems in CODE_SYSTEMS.items():
+            codes = visit[kind]
+            if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
+                raise LeaderError(f"{vwhere}: '{kind}' must be a list of strings")
+            for code in codes:
+                prefix = code.split(":", 1)[0]
+                if ":" not in code or prefix not in systems:
+                    raise LeaderError(
+                        f"{vwhere}: code '{code}' in '{kind}' lacks a system prefix; "
+                        f"write it as one of {', '.join(s + ':...' for s in systems)}"
+                    )
+        meds = visit["medications"]
+        if not isinstance(meds, list) or not all(isinstance(m, str) for m in meds):
+            raise LeaderError(f"{vwhere}: 'medications' must be a list of strings")
+        if labels is not None:
+            unknown = [m for m in meds if m not in labels]
+            if unknown:
+                raise LeaderError(
+                    f"{vwhere}: medication '{unknown[0]}' is not in vocab.json's medication list"
+                )
+        if not visit["diagnoses"] and not visit["procedures"]:
+            raise LeaderError(f"{vwhere}: empty visit (no diagnoses and no procedures); drop it")
+        note = visit.get("note")
+        if note is not None and not isinstance(note, dict):
+            raise LeaderError(f"{vwhere}: 'note' must be an object with the four sections or null")
+    return patient
+
+
+def write_dataset(
+    out: str | Path,
+    patients: Iterable[dict],
+    medications: list[str],
+    titles: dict[str, str],
+    ddi: Iterable[tuple[str, str]] = (),
+    source: str = "",
+    options: dict | None = None,
+    extra: dict | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a prepared dataset folder atomically and return its path.
+
+    Patients are validated; visits must already be cleaned (no empty visits). DDI pairs whose
+    drugs are not both medication labels are dropped; the manifest counts what was kept.
+    """
+    out = Path(out)
+    labels = set(medications)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        n_patients = n_visits = 0
+        raw = tmp / "cohort.jsonl.gz"
+        with gzip.open(raw, "wt", encoding="utf-8", compresslevel=6) as handle:
+            for patient in patients:
+                validate_patient(patient, labels=labels)
+                handle.write(json.dumps(patient, ensure_ascii=False, separators=(",", ":")) + "\n")
+                n_patients += 1
+                n_visits += len(patient["visits"])
+        if n_patients == 0:
+            raise LeaderError("no patient is left after cleaning; check the input tables")
+        pairs = sorted({tuple(sorted(p)) for p in ddi if p[0] in labels and p[1] in labels and p[0] != p[1]})
+        with open(tmp / "ddi.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["med_a", "med_b"])
+            writer.writerows(pairs)
+        vocab = {"format_version": FORMAT_VERSION, "medications": list(medications), "titles": titles}
+        (tmp / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=1), encoding="utf-8")
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "source": source,
+            "options": options or {},
+            "counts": {
+                "patients": n_patients,
+                "visits": n_visits,
+                "medications": len(medications),
+                "ddi_pairs": len(pairs),
+            },
+            "cohort_sha256": sha256_file(raw),
+            "leader_version": __version__,
+            "python": platform.python_version(),
+            **(extra or {}),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def read_cohort_lines(path: Path, labels: set[str] | None = None) -> list[dict]:
+    """Read and validate a JSONL (optionally gzipped) file of patients."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    patients = []
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise LeaderError(f"{path}: line {number} is not valid JSON ({err.msg})") from None
+                patients.append(validate_patient(record, number, labels))
+    except UnicodeDecodeError:
+        raise LeaderError(f"{path}: not UTF-8 text; re-export it as UTF-8") from None
+    except (OSError, EOFError) as err:
+        raise LeaderError(f"{path}: cannot read ({err}); is it a complete .jsonl or .jsonl.gz file?") from None
+    return patients
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Load and check a prepared dataset folder."""
+    path = Path(path)
+    if not path.is_dir():
+        raise LeaderError(f"prepared dataset not found: {path}; make one with `leader data ...`")
+    missing = [name for name in FILES if not (path / name).is_file()]
+    if missing:
+        raise LeaderError(f"{path} is not a prepared dataset (missing {', '.join(missing)}); re-run `leader data`")
+    manifest = read_json(path / "manifest.json", "manifest")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise LeaderError(
+            f"{path} has dataset format version {version}, this leader reads {FORMAT_VERSION}; "
+            "prepare it again with this version's `leader data`"
+        )
+    vocab = read_json(path / "vocab.json", "vocab")
+    medications = vocab.get("medications")
+    if not isinstance(medications, list) or not medications:
+        raise LeaderError(f"{path}/vocab.json has no medication list; re-run `leader data`")
+    if sha256_file(path / "cohort.jsonl.gz") != manifest.get("cohort_sha256"):
+        raise LeaderError(f"{path}/cohort.jsonl.gz does not match its manifest's sha256; prepare it again")
+    patients = read_cohort_lines(path / "cohort.jsonl.gz", set(medications))
+    ddi = read_ddi(path / "ddi.csv")
+    return Dataset(path, patients, medications, vocab.get("titles", {}), ddi, manifest)
+
+
+def read_ddi(path: Path) -> list[tuple[str, str]]:
+    """Read a two-column CSV of interacting medication pairs (header row first)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise LeaderError(f"{path}: not UTF-8 text") from None
+    rows = list(csv.reader(io.StringIO(text)))
+    pairs = []
+    for number, row in enumerate(rows[1:], 2):
+        if not row:
+            continue
+        if len(row) != 2 or not all(cell.strip() for cell in row):
+            raise LeaderError(f"{path}: line {number} must hold two medication labels separated by a comma")
+        pairs.append((row[0].strip(), row[1].strip()))
+    return pairs

@@ -1,0 +1,150 @@
+"""Code vocabularies and the array encoding of patients, shared by the student and the runtime.
+
+numpy only: the ONNX runtime imports this module, so it must never import torch.
+
+A batch of samples becomes (B = samples, V = visits kept, C = codes kept per visit):
+
+- ``diagnoses``, ``procedures``: int64 [B, V, C] code ids of each visit (0 = padding, 1 = unknown);
+- ``medications``: int64 [B, V, C] the medications of the visit *before* each visit, so slot 0
+  (the first visit kept) holds none: the student puts the patient's profile there instead (the
+  pseudo medication record of DESIGN.md);
+- ``profile``: int64 [B, P] profile tokens such as ``gender=F`` or ``age=60-69``;
+- ``visit_mask``: float32 [B, V], 1 for a real visit; visits are left-aligned and
+  the current visit is at index ``visit_mask.sum() - 1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PAD, UNK = 0, 1
+CODE_TYPES = ("diagnoses", "procedures", "medications")
+
+
+def profile_tokens(profile: dict) -> list[str]:
+    """Categorical tokens of a profile; age becomes a decade bucket capped at 90."""
+    tokens = []
+    for key in sorted(profile):
+        value = profile[key]
+        if value is None or value == "":
+            continue
+        if key == "age":
+            try:
+                age = min(int(float(value)), 90)
+            except (TypeError, ValueError):
+                continue
+            value = "90+" if age >= 90 else f"{age // 10 * 10}-{age // 10 * 10 + 9}"
+        tokens.append(f"{key}={str(value).strip().upper()}")
+    return tokens
+
+
+@dataclass
+class Vocab:
+    """Token <-> id; ids 0 and 1 are padding and unknown."""
+
+    tokens: list[str] = field(default_factory=lambda: ["<pad>", "<unk>"])
+
+    def __post_init__(self):
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+
+    @classmethod
+    def fit(cls, tokens_iter, min_count: int = 1) -> "Vocab":
+        counts: dict[str, int] = {}
+        for token in tokens_iter:
+            counts[token] = counts.get(token, 0) + 1
+        kept = sorted(t for t, c in counts.items() if c >= min_count)
+        return cls(["<pad>", "<unk>", *kept])
+
+    def encode(self, tokens) -> list[int]:
+        return [self.index.get(t, UNK) for t in tokens]
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+@dataclass
+class Encoder:
+    """Vocabularies fitted on the training split plus the truncation limits."""
+
+    vocabs: dict[str, Vocab]
+    """Keys: diagnoses, procedures, medications, profile."""
+    medications: list[str]
+    """Output labels in order."""
+    max_visits: int = 8
+    max_codes: int = 40
+
+    @classmethod
+    def fit(cls, train_samples, medications: list[str], max_visits: int = 8, max_codes: int = 40) -> "Encoder":
+        """Fit vocabularies on training samples (each has `.visits` and `.profile`)."""
+        vocabs = {
+            kind: Vocab.fit(c for s in train_samples for v in s.visits for c in v[kind]) for kind in CODE_TYPES
+        }
+        vocabs["profile"] = Vocab.fit(t for s in train_samples for t in profile_tokens(s.profile))
+        return cls(vocabs, list(medications), max_visits, max_codes)
+
+    def to_dict(self) -> dict:
+        return {
+            "vocabs": {k: v.tokens for k, v in self.vocabs.items()},
+            "medications": self.medications,
+            "max_visits": self.max_visits,
+            "max_codes": self.max_codes,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Encoder":
+        return cls({k: Vocab(list(v)) for k, v in d["vocabs"].items()}, list(d["medications"]), d["max_visits"], d["max_codes"])
+
+    def unknown_codes(self, profile: dict, visits: list[dict]) -> list[str]:
+        """Codes of the visits that the vocabularies have never seen (reported, not fatal)."""
+        return sorted({c for v in visits for k in CODE_TYPES for c in v.get(k, []) if c not in self.vocabs[k].index})
+
+    def encode(self, profiles: list[dict], visit_lists: list[list[dict]]) -> dict[str, np.ndarray]:
+        """Encode patients (profile + visits, current visit last) into padded arrays.
+
+        Keeps the last `max_visits` visits and the first `max_codes` codes of each type per visit.
+        Padding is to the batch's own maximum, so shapes vary from batch to batch.
+        """
+        batch = len(visit_lists)
+        kept = [visits[-self.max_visits :] for visits in visit_lists]
+        # the medications shown with visit j are those of visit j-1 (none for the first visit ever)
+        prev_meds = []
+        for visits in visit_lists:
+            start = max(0, len(visits) - self.max_visits)
+            prev_meds.append([visits[j - 1]["medications"] if j > 0 else [] for j in range(start, len(visits))])
+        n_visits = max(1, max(len(k) for k in kept))
+        out = {}
+        for kind in CODE_TYPES:
+            rows = [[v[kind] for v in k] for k in kept] if kind != "medications" else prev_meds
+            width = max(1, min(self.max_codes, max((len(c) for r in rows for c in r), default=1)))
+            arr = np.zeros((batch, n_visits, width), dtype=np.int64)
+            vocab = self.vocabs[kind]
+            for b, row in enumerate(rows):
+                for j, codes in enumerate(row):
+                    ids = vocab.encode(codes[: self.max_codes])
+                    arr[b, j, : len(ids)] = ids
+            out[kind] = arr
+        tokens = [self.vocabs["profile"].encode(profile_tokens(p)) for p in profiles]
+        prof = np.zeros((batch, max(1, max(len(t) for t in tokens))), dtype=np.int64)
+        for b, ids in enumerate(tokens):
+            prof[b, : len(ids)] = ids
+        out["profile"] = prof
+        mask = np.zeros((batch, n_visits), dtype=np.float32)
+        for b, k in enumerate(kept):
+            mask[b, : len(k)] = 1.0
+        out["visit_mask"] = mask
+        return out
+
+    def encode_samples(self, samples) -> dict[str, np.ndarray]:
+        return self.encode([s.profile for s in samples], [s.visits for s in samples])
+
+    def multi_hot(self, label_lists: list[list[str]]) -> np.ndarray:
+        """Targets as float32 [B, n_meds]; labels outside the list are ignored."""
+        index = {m: i for i, m in enumerate(self.medications)}
+        y = np.zeros((len(label_lists), len(self.medications)), dtype=np.float32)
+        for b, labels in enumerate(label_lists):
+            for m in labels:
+                if m in index:
+                    y[b, index[m]] = 1.0
+        return y

@@ -1,0 +1,129 @@
+"""Samples and splits over a prepared dataset.
+
+A sample is one visit to prescribe for, with everything before it: PyHealth's convention
+(`target="all"`, one sample per visit, so first visits are the single-visit cases) or LEADER's
+(`target="last"`, each patient's last visit only).
+
+Splits:
+- ``random``: by patient, 8:1:1, seeded; no patient is in two splits.
+- ``temporal``: by the year of the visit prescribed for (a visit's ``year_group`` when the loader
+  kept one, e.g. MIMIC-IV's anchor_year_group, else the year of ``time``); the earliest years
+  make ~80% train, then ~10% validation, the latest years test.
+- ``external``: train and validation from this dataset (by patient, 9:1), test is every sample of
+  another prepared dataset; its medications outside this dataset's label list are ignored.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from leader.cohort import Dataset
+from leader.errors import LeaderError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Sample:
+    """One visit to prescribe for. `visits` ends with the current visit; earlier ones are history."""
+
+    sample_id: str
+    """``"<patient index>:<visit index>"`` within its dataset: stable, and no patient identifier."""
+    profile: dict
+    visits: list[dict]
+    labels: list[str]
+    """The current visit's medications (the targets)."""
+
+    @property
+    def current(self) -> dict:
+        return self.visits[-1]
+
+    @property
+    def history(self) -> list[dict]:
+        return self.visits[:-1]
+
+    @property
+    def single_visit(self) -> bool:
+        """True when there is no earlier visit (the single-visit case in LEADER/LAMO tables)."""
+        return len(self.visits) == 1
+
+
+def make_samples(dataset: Dataset, target: str = "all") -> list[Sample]:
+    """Turn a dataset's patients into samples (`target` is "all" or "last")."""
+    if target not in ("all", "last"):
+        raise LeaderError(f"--target must be 'all' or 'last', got '{target}'")
+    samples = []
+    for p, patient in enumerate(dataset.patients):
+        visits = patient["visits"]
+        first = len(visits) - 1 if target == "last" else 0
+        for v in range(first, len(visits)):
+            samples.append(Sample(f"{p}:{v}", patient["profile"], visits[: v + 1], list(visits[v]["medications"])))
+    return samples
+
+
+def _patient_of(sample: Sample) -> int:
+    return int(sample.sample_id.split(":", 1)[0])
+
+
+def _year(visit: dict) -> str:
+    group = visit.get("year_group")
+    if group:
+        return str(group)
+    time = str(visit.get("time") or "")
+    if len(time) < 4 or not time[:4].isdigit():
+        raise LeaderError("--split temporal needs every visit's 'time' (ISO date) or 'year_group'")
+    return time[:4]
+
+
+def split_samples(
+    dataset: Dataset,
+    how: str = "random",
+    seed: int = 0,
+    target: str = "all",
+    external: Dataset | None = None,
+) -> dict[str, list[Sample]]:
+    """Split a dataset's samples into train / val / test as the module docstring describes."""
+    samples = make_samples(dataset, target)
+    if how == "random":
+        patients = sorted({_patient_of(s) for s in samples})
+        random.Random(seed).shuffle(patients)
+        n = len(patients)
+        n_val = n_test = max(1, n // 10) if n >= 3 else 0
+        role = {p: "test" for p in patients[:n_test]}
+        role.update({p: "val" for p in patients[n_test : n_test + n_val]})
+        out = {name: [] for name in SPLITS}
+        for s in samples:
+            out[role.get(_patient_of(s), "train")].append(s)
+        return out
+    if how == "temporal":
+        years = sorted({_year(s.current) for s in samples})
+        counts = {y: 0 for y in years}
+        for s in samples:
+            counts[_year(s.current)] += 1
+        cum, role = 0, {}
+        for y in years:
+            share = cum / len(samples)
+            role[y] = "train" if share < 0.8 else "val" if share < 0.9 else "test"
+            cum += counts[y]
+        out = {name: [s for s in samples if role[_year(s.current)] == name] for name in SPLITS}
+        if not out["test"] or not out["train"]:
+            raise LeaderError(f"--split temporal needs visits from at least 3 periods; found {', '.join(years)}")
+        return out
+    if how == "external":
+        if external is None:
+            raise LeaderError("--split external needs --external-data DIR (another prepared dataset)")
+        patients = sorted({_patient_of(s) for s in samples})
+        random.Random(seed).shuffle(patients)
+        val = set(patients[: max(1, len(patients) // 10)])
+        labels = set(dataset.medications)
+        test = make_samples(external, target)
+        for s in test:
+            s.labels = [m for m in s.labels if m in labels]
+            s.sample_id = "ext:" + s.sample_id
+        return {
+            "train": [s for s in samples if _patient_of(s) not in val],
+            "val": [s for s in samples if _patient_of(s) in val],
+            "test": test,
+        }
+    raise LeaderError(f"--split must be random, temporal or external, got '{how}'")
