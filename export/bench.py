@@ -1,0 +1,296 @@
+"""`leader bench`: how fast and how small the deployable student is, next to torch and the teacher.
+
+    leader bench --model model.onnx --student runs/student --teacher runs/teacher --data runs/data
+
+Measures, on the same encoded samples: batch-1 latency (p50/p99, one thread) and batch-256
+throughput (visits/s, two threads) of the torch student, the ONNX fp32 file and its int8 twin
+(NAME.int8.onnx, when present); the teacher's per-visit latency; file sizes; and the peak RSS of a
+fresh process that only imports the runtime and serves the samples (it also reports whether torch
+was imported). Prints a table and writes JSON. Timings are wall clock on whatever else the machine
+is doing: run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from leader.errors import LeaderError
+from leader.export.runtime import INPUTS, OUTPUT, Recommender
+
+TARGETS = {
+    "batch1_p50_ms": ("<=", 0.3),
+    "batch256_visits_per_s": (">=", 20_000),
+    "int8_size_ratio": ("<=", 1 / 3),
+    "teacher_student_ratio": (">=", 1_000),
+    "runtime_peak_rss_mb": ("<", 150),
+}
+
+
+@dataclass
+class BenchConfig:
+    """What `leader bench` measures."""
+
+    model: Path
+    """The fp32 .onnx file; NAME.int8.onnx beside it is measured too when present."""
+    student: Path | None = None
+    """Student folder: adds the torch student, and gives the dataset and split when --data is absent."""
+    teacher: Path | None = None
+    """Teacher run folder: adds the teacher's per-visit latency (skipped when absent)."""
+    data: Path | None = None
+    """Prepared dataset for realistic inputs (default: the student's); else random patients."""
+    out: Path | None = None
+    """JSON report (default: NAME.bench.json beside the model)."""
+    samples: int = 1024
+    """Size of the pool of samples the timings cycle through."""
+    latency_calls: int = 2000
+    """Timed batch-1 calls per engine (after a warm-up)."""
+    batch_calls: int = 20
+    """Timed batch-256 calls per engine."""
+    teacher_samples: int = 8
+    """Visits the teacher is timed on (its load time is subtracted)."""
+
+
+def _pool(cfg: BenchConfig, recommender: Recommender):
+    """(samples, dataset or None, description): test samples of the data when there is some."""
+    from leader.samples import Sample, make_samples, split_samples
+
+    record = None
+    if cfg.student is not None:
+        from leader.runinfo import read_run
+
+        record = read_run(cfg.student, "student")
+    data = cfg.data or (Path(record["dataset"]["path"]) if record and record.get("dataset", {}).get("path") else None)
+    if data is not None and (data / "manifest.json").is_file():
+        from leader.cohort import load_dataset
+
+        dataset = load_dataset(data)
+        split = (record or {}).get("split") or {}
+        how = split.get("how", "random")
+        if record and how in ("random", "temporal"):
+            samples = split_samples(dataset, how, int(split.get("seed", 0)), split.get("target", "all"))["test"]
+        else:
+            samples = make_samples(dataset)
+        return samples[: cfg.samples], dataset, f"{len(samples[: cfg.samples])} samples of {data.name}"
+    rng = np.random.default_rng(0)
+    enc = recommender.encoder
+    vocab = {k: enc.vocabs[k].tokens[2:] for k in ("diagnoses", "procedures", "medications")}
+
+    def codes(kind, n):
+        return list(rng.choice(vocab[kind], size=min(n, len(vocab[kind])), replace=False)) if vocab[kind] else []
+
+    samples = []
+    for i in range(cfg.samples):
+        visits = [{"diagnoses": codes("diagnoses", rng.integers(1, 15)), "procedures": codes("procedures", rng.integers(0, 5)),
+                   "medications": codes("medications", rng.integers(1, 15))} for _ in range(rng.integers(1, 4))]
+        samples.append(Sample(f"random:{i}", {"gender": "F", "age": 60}, visits, []))
+    return samples, None, f"{cfg.samples} random patients drawn from the model's vocabularies (no --data)"
+
+
+def _latencies(fn, singles: list, calls: int) -> dict:
+    for arrays in singles[:50]:
+        fn(arrays)  # warm-up: first calls allocate
+    times = np.empty(calls)
+    for i in range(calls):
+        arrays = singles[i % len(singles)]
+        start = time.perf_counter_ns()
+        fn(arrays)
+        times[i] = time.perf_counter_ns() - start
+    ms = times / 1e6
+    return {"batch1_p50_ms": float(np.percentile(ms, 50)), "batch1_p99_ms": float(np.percentile(ms, 99)),
+            "batch1_mean_ms": float(ms.mean())}
+
+
+def _throughput(fn, batches: list, calls: int) -> dict:
+    fn(batches[0])
+    n = 0
+    start = time.perf_counter()
+    for i in range(calls):
+        arrays = batches[i % len(batches)]
+        fn(arrays)
+        n += len(arrays["visit_mask"])
+    seconds = time.perf_counter() - start
+    return {"batch256_visits_per_s": n / seconds, "batch256_ms": 1000 * seconds / calls}
+
+
+def _onnx_engine(path: Path, singles, batches, cfg: BenchConfig) -> dict:
+    import onnxruntime as ort
+
+    out = {"file": str(path), "bytes": path.stat().st_size}
+    for threads, measure in ((1, "latency"), (2, "throughput")):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+        def fn(arrays, session=session):
+            return session.run([OUTPUT], {k: arrays[k] for k in INPUTS})
+
+        out.update(_latencies(fn, singles, cfg.latency_calls) if measure == "latency" else _throughput(fn, batches, cfg.batch_calls))
+    return out
+
+
+def _torch_engine(student: Path, singles, batches, cfg: BenchConfig) -> dict:
+    import torch
+
+    from leader.student import load_student
+
+    model, _, _ = load_student(student)
+    before = torch.get_num_threads()
+
+    def fn(arrays):
+        with torch.inference_mode():
+            return torch.sigmoid(model(*(torch.from_numpy(arrays[k]) for k in INPUTS)))
+
+    try:
+        torch.set_num_threads(1)
+        out = _latencies(fn, singles, max(200, cfg.latency_calls // 4))
+        torch.set_num_threads(2)
+        out.update(_throughput(fn, batches, cfg.batch_calls))
+    finally:
+        torch.set_num_threads(before)
+    out["parameters"] = sum(p.numel() for p in model.parameters())
+    return out
+
+
+def _teacher(teacher: Path, samples, dataset, n: int) -> dict:
+    """Seconds per visit of `leader.teacher.infer.predict_probs`, its load time subtracted:
+    (t(n+1 samples) - t(1 sample)) / n."""
+    try:
+        from leader.teacher.infer import predict_probs
+    except ImportError as err:
+        return {"skipped": f"teacher inference unavailable ({err})"}
+    if dataset is None:
+        return {"skipped": "the teacher needs the dataset (--data or --student)"}
+    start = time.perf_counter()
+    predict_probs(teacher, samples[:1], dataset)
+    one = time.perf_counter() - start
+    start = time.perf_counter()
+    predict_probs(teacher, samples[: n + 1], dataset)
+    many = time.perf_counter() - start
+    per_visit = max(many - one, 1e-9) / n
+    return {"per_visit_ms": 1000 * per_visit, "visits": n, "load_and_one_visit_s": one}
+
+
+_MEMORY_SCRIPT = """
+import json, resource, sys
+from leader.export.runtime import Recommender
+rec = Recommender(sys.argv[1], threads=2)
+patients = [json.loads(line) for line in open(sys.argv[2], encoding="utf-8")]
+served = sum(r.ok for i in range(0, len(patients), 256) for r in rec.recommend(patients[i:i + 256], top_k=10))
+print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "served": served,
+                  "torch_imported": "torch" in sys.modules}))
+"""
+
+
+def runtime_process(model: Path, samples) -> dict:
+    """Peak RSS of a fresh Python that imports only the runtime and serves `samples`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        patients = Path(tmp) / "patients.jsonl"
+        with open(patients, "w", encoding="utf-8") as handle:
+            for s in samples:
+                handle.write(json.dumps({"profile": s.profile, "visits": s.visits}) + "\n")
+        done = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, str(model), str(patients)],
+                              capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"runtime-only process failed: {done.stderr.strip()[-500:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _judge(report: dict) -> dict:
+    fp32 = report["engines"]["onnx_fp32"]
+    values = {
+        "batch1_p50_ms": fp32["batch1_p50_ms"],
+        "batch256_visits_per_s": fp32["batch256_visits_per_s"],
+        "int8_size_ratio": report["files"].get("int8_size_ratio"),
+        "teacher_student_ratio": report["teacher"].get("teacher_student_ratio"),
+        "runtime_peak_rss_mb": report["runtime_process"]["peak_rss_mb"],
+    }
+    out = {}
+    for name, (op, limit) in TARGETS.items():
+        value = values[name]
+        met = None if value is None else {"<=": value <= limit, ">=": value >= limit, "<": value < limit}[op]
+        out[name] = {"value": value, "target": f"{op} {limit:g}", "met": met}
+    return out
+
+
+def run(cfg: BenchConfig) -> dict:
+    """Measure everything the module docstring lists; returns the report (also written as JSON)."""
+    from tqdm import tqdm
+
+    from leader.export.onnx_export import int8_path
+    from leader.io import write_json
+    from leader.runinfo import versions
+
+    recommender = Recommender(cfg.model)
+    samples, dataset, described = _pool(cfg, recommender)
+    if not samples:
+        raise LeaderError("no samples to benchmark on: the dataset's test split is empty; pass a larger --data")
+    enc = recommender.encoder
+    singles = [enc.encode_samples([s]) for s in samples]
+    batches = [enc.encode_samples(samples[i : i + 256]) for i in range(0, len(samples), 256)]
+    int8 = int8_path(cfg.model)
+    steps = ["onnx_fp32", *(["onnx_int8"] if int8.is_file() else []), *(["torch"] if cfg.student else []),
+             *(["teacher"] if cfg.teacher else []), "runtime_process"]
+    report: dict = {"model": str(cfg.model), "inputs": described, "engines": {}, "teacher": {},
+                    "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor()},
+                    "versions": versions()}
+    with tqdm(steps, desc="bench", file=sys.stderr, disable=None) as bar:
+        for step in bar:
+            bar.set_postfix_str(step)
+            if step == "onnx_fp32":
+                report["engines"][step] = _onnx_engine(cfg.model, singles, batches, cfg)
+            elif step == "onnx_int8":
+                report["engines"][step] = _onnx_engine(int8, singles, batches, cfg)
+            elif step == "torch":
+                report["engines"][step] = _torch_engine(cfg.student, singles, batches, cfg)
+            elif step == "teacher":
+                report["teacher"] = _teacher(cfg.teacher, samples, dataset, cfg.teacher_samples)
+            else:
+                report["runtime_process"] = runtime_process(cfg.model, samples)
+    if not cfg.teacher:
+        report["teacher"] = {"skipped": "no --teacher given"}
+    fp32 = report["engines"]["onnx_fp32"]
+    if "per_visit_ms" in report["teacher"]:
+        report["teacher"]["teacher_student_ratio"] = report["teacher"]["per_visit_ms"] / fp32["batch1_p50_ms"]
+        report["teacher"]["teacher_student_ratio_batch256"] = report["teacher"]["per_visit_ms"] / (1000 / fp32["batch256_visits_per_s"])
+    report["files"] = {"onnx_fp32_bytes": fp32["bytes"]}
+    if "onnx_int8" in report["engines"]:
+        report["files"]["onnx_int8_bytes"] = report["engines"]["onnx_int8"]["bytes"]
+        report["files"]["int8_size_ratio"] = report["files"]["onnx_int8_bytes"] / fp32["bytes"]
+    report["targets"] = _judge(report)
+    write_json(cfg.out or cfg.model.with_name(cfg.model.stem + ".bench.json"), report)
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The report as a plain-text table (what `leader bench` prints)."""
+    lines = [f"inputs: {report['inputs']}", "",
+             f"{'engine':<12} {'p50 ms (b=1, 1 thr)':>20} {'p99 ms':>8} {'visits/s (b=256, 2 thr)':>24} {'file MB':>8}"]
+    for name, e in report["engines"].items():
+        size = f"{e['bytes'] / 1e6:8.2f}" if "bytes" in e else f"{'-':>8}"
+        lines.append(f"{name:<12} {e['batch1_p50_ms']:>20.3f} {e['batch1_p99_ms']:>8.3f} {e['batch256_visits_per_s']:>24,.0f} {size}")
+    teacher = report["teacher"]
+    if "per_visit_ms" in teacher:
+        lines.append(f"teacher: {teacher['per_visit_ms']:.1f} ms per visit; teacher/student per visit: "
+                     f"{teacher['teacher_student_ratio']:,.0f}x (vs batch-1 p50), "
+                     f"{teacher['teacher_student_ratio_batch256']:,.0f}x (vs batch 256)")
+    else:
+        lines.append(f"teacher: skipped ({teacher.get('skipped')})")
+    proc = report["runtime_process"]
+    lines.append(f"runtime-only process: peak RSS {proc['peak_rss_mb']:.0f} MB, torch imported: {proc['torch_imported']}")
+    lines.append("")
+    for name, t in report["targets"].items():
+        verdict = "n/a" if t["met"] is None else "met" if t["met"] else "MISSED"
+        value = "-" if t["value"] is None else f"{t['value']:,.4g}"
+        lines.append(f"target {name:<24} {value:>12} {t['target']:>12}  {verdict}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,251 @@
+"""`leader export --onnx`: a student folder -> one self-describing ONNX file (+ an int8 twin).
+
+    leader export --onnx --student runs/student --out model.onnx [--int8] [--data DIR]
+
+The graph is the student followed by a sigmoid (output ``probabilities`` [B, M]), exported with
+``torch.onnx.export(dynamo=True)``; batch, visit and the three code axes are dynamic (each code
+array has its own axis), so any `Encoder.encode` batch runs. The file is checked with
+``onnx.checker`` (full check) and against torch on shapes unlike the export example before it is
+renamed into place. Vocabularies, limits, labels and their names, thresholds, DDI pairs, test
+metrics, the training data's sha256 and the versions go into ``metadata_props`` (see runtime.KEYS).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from leader.errors import LeaderError
+from leader.export.runtime import FORMAT_VERSION, INPUTS, OUTPUT, PREFIX
+from leader.io import atomic_path
+
+PARITY_TOL = 1e-5
+"""Largest |p_onnx - p_torch| accepted on probabilities."""
+EXAMPLE = {"batch": 3, "visits": 4, "codes": (5, 6, 7), "profile": 8}
+"""Shape of the export example: all sizes distinct and > 1 so torch.export keeps every axis symbolic."""
+
+
+@dataclass
+class ExportConfig:
+    """What `leader export --onnx` does."""
+
+    student: Path
+    """Student folder written by `leader distill --out DIR`."""
+    out: Path
+    """The .onnx file to write (the int8 twin goes next to it as NAME.int8.onnx)."""
+    int8: bool = False
+    """Also write the onnxruntime dynamic-quantization (int8 weights) variant."""
+    force: bool = False
+    """Keep the int8 file even when it loses more than `max_drop` validation Jaccard."""
+    max_drop: float = 0.01
+    """Largest accepted validation-Jaccard drop of the int8 model against the fp32 one."""
+    data: Path | None = None
+    """Prepared dataset the student was trained on (default: the path in the student's run.json);
+    needed for --int8 (validation split) and for the medication names."""
+    opset: int | None = None
+    """ONNX opset; None = the exporter's default."""
+
+
+def random_batch(encoder, batch: int, visits: int, codes: tuple[int, int, int], profile: int, seed: int = 0,
+                 empty: float = 0.0) -> dict[str, np.ndarray]:
+    """Arrays shaped like `Encoder.encode` output, filled with random in-vocabulary ids.
+
+    Each row has 1..`visits` real visits (left-aligned) and each code list a random length up to its
+    width; with `empty` > 0, that share of visits has no codes of a type. Slot 0's medications are
+    empty, as `Encoder.encode` makes them. For parity checks and benchmarks, not for training.
+    """
+    rng = np.random.default_rng(seed)
+    n_visits = rng.integers(1, visits + 1, size=batch)
+    n_visits[0] = visits  # the widest row always exists, so every axis is used to its full size
+    mask = (np.arange(visits)[None, :] < n_visits[:, None]).astype(np.float32)
+    out = {}
+    for kind, width in zip(("diagnoses", "procedures", "medications"), codes):
+        size = len(encoder.vocabs[kind])
+        ids = rng.integers(2, max(3, size), size=(batch, visits, width)).clip(max=size - 1)
+        lengths = rng.integers(1, width + 1, size=(batch, visits))
+        lengths[0, 0] = width
+        lengths[rng.random((batch, visits)) < empty] = 0
+        if kind == "medications":
+            lengths[:, 0] = 0
+        ids[np.arange(width)[None, None, :] >= lengths[..., None]] = 0
+        out[kind] = ids * mask[..., None].astype(np.int64)
+    size = len(encoder.vocabs["profile"])
+    prof = rng.integers(2, max(3, size), size=(batch, profile)).clip(max=size - 1)
+    prof[np.arange(profile)[None, :] >= rng.integers(1, profile + 1, size=(batch, 1))] = 0
+    out["profile"] = prof
+    out["visit_mask"] = mask
+    return out
+
+
+def torch_probs(model, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """The student's probabilities in torch, float32 [B, M]."""
+    import torch
+
+    with torch.inference_mode():
+        logits = model(*(torch.as_tensor(arrays[k]) for k in INPUTS))
+        return torch.sigmoid(logits).numpy()
+
+
+def to_onnx(model, encoder, opset: int | None = None):
+    """Export `model` (a Student, eval mode) with a sigmoid on top; returns the onnx.ModelProto."""
+    import torch
+    from torch.export import Dim
+
+    class Probabilities(torch.nn.Module):
+        def __init__(self, student):
+            super().__init__()
+            self.student = student
+
+        def forward(self, diagnoses, procedures, medications, profile, visit_mask):
+            return torch.sigmoid(self.student(diagnoses, procedures, medications, profile, visit_mask))
+
+    example = random_batch(encoder, EXAMPLE["batch"], EXAMPLE["visits"], EXAMPLE["codes"], EXAMPLE["profile"], seed=1)
+    batch, visits = Dim("batch"), Dim("visits")
+    dims = {
+        "diagnoses": {0: batch, 1: visits, 2: Dim("diagnosis_codes")},
+        "procedures": {0: batch, 1: visits, 2: Dim("procedure_codes")},
+        "medications": {0: batch, 1: visits, 2: Dim("medication_codes")},
+        "profile": {0: batch, 1: Dim("profile_tokens")},
+        "visit_mask": {0: batch, 1: visits},
+    }
+    model.eval()
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" etc.
+    with warnings.catch_warnings():  # the exporter's own deprecation chatter is not the user's concern
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            Probabilities(model).eval(),
+            tuple(torch.as_tensor(example[k]) for k in INPUTS),
+            dynamo=True,
+            dynamic_shapes=dims,
+            input_names=list(INPUTS),
+            output_names=[OUTPUT],
+            opset_version=opset,
+            external_data=False,
+            verbose=False,
+        )
+    proto = program.model_proto
+    for node in proto.graph.node:  # stack traces and source paths of this machine: 80% of a small file
+        del node.metadata_props[:]
+        node.doc_string = ""
+    return proto
+
+
+def parity_cases(encoder) -> list[dict[str, np.ndarray]]:
+    """Shapes unlike the export example: batch 1/7/256, 1 and 40 visits, code lists of 1 and 50,
+    visits with no codes of a type."""
+    return [
+        random_batch(encoder, 1, 1, (1, 1, 1), 1, seed=11),
+        random_batch(encoder, 7, 40, (50, 1, 50), 3, seed=12, empty=0.3),
+        random_batch(encoder, 256, 2, (1, 50, 3), 5, seed=13, empty=0.5),
+    ]
+
+
+def max_parity_error(model, onnx_path: str | Path, cases: list[dict[str, np.ndarray]]) -> float:
+    """Largest |onnxruntime - torch| over the probabilities of all `cases` (NaN counts as infinite)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for arrays in cases:
+        got = session.run([OUTPUT], {k: arrays[k] for k in INPUTS})[0]
+        want = torch_probs(model, arrays)
+        if got.shape != want.shape or not np.isfinite(got).all():
+            return float("inf")
+        worst = max(worst, float(np.abs(got - want).max()))
+    return worst
+
+
+def build_metadata(run: dict, encoder, names: dict[str, str], ddi: list[tuple[str, str]], metrics: dict,
+                   **extra) -> dict[str, str]:
+    """The ``leader.*`` metadata_props (values are JSON text). Nothing here identifies a patient:
+    code vocabularies, labels, thresholds, aggregate metrics, a hash and versions only."""
+    from leader.runinfo import versions
+
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "encoder": encoder.to_dict(),
+        "medication_names": {m: names.get(m, m) for m in encoder.medications},
+        "thresholds": run["thresholds"],
+        "ddi": [list(p) for p in ddi],
+        "metrics": metrics.get("test", {}),
+        "dataset_sha256": run.get("dataset", {}).get("sha256", ""),
+        "versions": {"export": versions(), "training": run.get("versions", {})},
+        "model": {"name": run.get("name", "student"), "split": run.get("split", {}), "precision": "fp32"},
+        **extra,
+    }
+    return {PREFIX + k: json.dumps(v, ensure_ascii=False, sort_keys=False) for k, v in meta.items()}
+
+
+def set_metadata(proto, meta: dict[str, str]) -> None:
+    """Replace the model's ``leader.*`` metadata_props with `meta` (other keys are kept)."""
+    keep = [(p.key, p.value) for p in proto.metadata_props if not p.key.startswith(PREFIX)]
+    del proto.metadata_props[:]
+    for key, value in [*keep, *meta.items()]:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def save_checked(proto, path: Path) -> None:
+    """Save as one file (weights inside) and run the full ONNX checker on it."""
+    import onnx
+
+    onnx.save_model(proto, str(path), save_as_external_data=False)
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as err:
+        raise RuntimeError(f"exported model fails onnx.checker: {err}") from err
+
+
+def _names_and_dataset_path(cfg: ExportConfig, run: dict) -> tuple[dict[str, str], Path | None]:
+    path = cfg.data or (Path(run["dataset"]["path"]) if run.get("dataset", {}).get("path") else None)
+    if path is None or not (path / "vocab.json").is_file():
+        return {}, None
+    from leader.io import read_json
+
+    return read_json(path / "vocab.json", "vocab").get("titles", {}), path
+
+
+def int8_path(path: Path) -> Path:
+    """model.onnx -> model.int8.onnx (where `leader bench` and `leader predict` users look)."""
+    return path.with_name(path.stem + ".int8" + (path.suffix or ".onnx"))
+
+
+def run(cfg: ExportConfig) -> dict:
+    """Export the student; returns a summary (paths, sizes, parity error, int8 check)."""
+    from leader.cohort import read_ddi
+    from leader.io import read_json
+    from leader.student import load_student
+
+    model, encoder, record = load_student(cfg.student)
+    if list(record.get("medications", encoder.medications)) != list(encoder.medications):
+        raise LeaderError(f"{cfg.student}: run.json and encoder.json disagree on the medication labels; re-run `leader distill`")
+    metrics = read_json(cfg.student / "metrics.json", "student metrics") if (cfg.student / "metrics.json").is_file() else {}
+    ddi = read_ddi(cfg.student / "ddi.csv") if (cfg.student / "ddi.csv").is_file() else []
+    names, data_path = _names_and_dataset_path(cfg, record)
+    if data_path is None:
+        print("note: dataset not found (pass --data DIR): medication names default to their labels", file=sys.stderr)
+    if cfg.int8 and data_path is None:
+        raise LeaderError("--int8 checks accuracy on the validation split: pass --data DIR (the student's dataset)")
+    if cfg.out.suffix != ".onnx":
+        raise LeaderError(f"--out must end in .onnx, got {cfg.out}")
+    meta = build_metadata(record, encoder, names, ddi, metrics)
+    summary: dict = {"onnx": str(cfg.out), "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}}
+    with atomic_path(cfg.out) as tmp:
+        proto = to_onnx(model, encoder, cfg.opset)
+        set_metadata(proto, meta)
+        save_checked(proto, tmp)
+        error = max_parity_error(model, tmp, parity_cases(encoder))
+        if not error <= PARITY_TOL:
+            raise RuntimeError(f"ONNX output differs from torch by {error:.2e} (> {PARITY_TOL}); please report this bug")
+        summary.update(parity_max_abs_error=error, bytes=tmp.stat().st_size)
+    if cfg.int8:  # after the fp32 file is in place: a refused int8 model leaves the fp32 one valid
+        from leader.export.quantize import quantize_checked
+
+        summary["int8"] = quantize_checked(cfg.out, int8_path(cfg.out), meta, record, data_path, cfg.max_drop, cfg.force)
+    return summary

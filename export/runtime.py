@@ -1,0 +1,215 @@
+"""Serve an exported student: onnxruntime + numpy + `leader.encoding`, never torch.
+
+    from leader.export.runtime import Recommender
+    rec = Recommender("model.onnx", threads=1)
+    [out] = rec.recommend([{"profile": {"gender": "F", "age": 71},
+                            "visits": [{"diagnoses": ["ICD9:4019"], "procedures": []}]}])
+    out.recommended, out.ranked[:5], out.ddi_warnings, out.unknown_codes
+
+A patient is a cohort-format record (DESIGN.md): a profile and visits, the last visit being the one
+to prescribe for (its medications, if any, are ignored). Everything the model needs to read a
+patient (vocabularies, limits, labels, thresholds, DDI pairs) is inside the ONNX file's
+``metadata_props`` (keys below), so the file alone is the deployable model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from leader.encoding import CODE_TYPES, Encoder, profile_tokens
+from leader.errors import LeaderError
+
+FORMAT_VERSION = 1
+"""Version of the metadata layout below; a runtime refuses files written by a newer one."""
+PREFIX = "leader."
+KEYS = ("format_version", "encoder", "medication_names", "thresholds", "ddi", "metrics", "dataset_sha256", "versions")
+"""Required metadata keys (each stored as ``leader.<key>``, its value JSON text)."""
+INPUTS = ("diagnoses", "procedures", "medications", "profile", "visit_mask")
+OUTPUT = "probabilities"
+
+
+def read_metadata(path: str | Path, meta: dict[str, str]) -> dict:
+    """Decode and check the ``leader.*`` metadata of an ONNX file (`meta` is its metadata map)."""
+    if PREFIX + "format_version" not in meta:
+        raise LeaderError(f"{path} is an ONNX model without leader metadata; export it with `leader export --onnx`")
+    out = {}
+    for key in KEYS:
+        if PREFIX + key not in meta:
+            raise LeaderError(f"{path}: leader metadata lacks '{key}'; export the model again with `leader export --onnx`")
+        try:
+            out[key] = json.loads(meta[PREFIX + key])
+        except json.JSONDecodeError:
+            raise LeaderError(f"{path}: leader metadata '{key}' is not valid JSON; export the model again") from None
+    for key, text in meta.items():  # optional extras, e.g. leader.quantization
+        if key.startswith(PREFIX) and key[len(PREFIX) :] not in out:
+            try:
+                out[key[len(PREFIX) :]] = json.loads(text)
+            except json.JSONDecodeError:
+                out[key[len(PREFIX) :]] = text
+    version = out["format_version"]
+    if not isinstance(version, int):
+        raise LeaderError(f"{path}: leader format version '{version}' is not an integer; export the model again")
+    if version > FORMAT_VERSION:
+        raise LeaderError(
+            f"{path} was written with leader model format version {version}, this leader reads up to "
+            f"{FORMAT_VERSION}; upgrade leader (pip install -U leader) to serve it"
+        )
+    return out
+
+
+@dataclass
+class Recommendation:
+    """What the model says about one patient (or why it could not)."""
+
+    patient_id: str | int | None = None
+    """Echoed from the input so results can be matched; never logged."""
+    ranked: list[tuple[str, float]] = field(default_factory=list)
+    """(medication label, probability), most probable first (the top-k asked for)."""
+    recommended: list[str] = field(default_factory=list)
+    """Labels whose probability reaches the model's threshold, most probable first."""
+    ddi_warnings: list[tuple[str, str]] = field(default_factory=list)
+    """Pairs of recommended medications known to interact."""
+    unknown_codes: list[str] = field(default_factory=list)
+    """Input codes (and ``profile:`` tokens) the vocabularies have never seen; they were read as UNK."""
+    truncated: bool = False
+    """True when visits or codes beyond the model's limits were dropped (the oldest visits go first)."""
+    error: str | None = None
+    """Set when the patient record is unusable; all other fields are then empty."""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self, names: dict[str, str] | None = None) -> dict:
+        """JSON-ready form; `names` adds each medication's title."""
+        names = names or {}
+        if self.error is not None:
+            return {"patient_id": self.patient_id, "error": self.error}
+        return {
+            "patient_id": self.patient_id,
+            "recommended": self.recommended,
+            "ranked": [{"medication": m, "name": names.get(m, m), "probability": round(p, 6)} for m, p in self.ranked],
+            "ddi_warnings": [list(pair) for pair in self.ddi_warnings],
+            "unknown_codes": self.unknown_codes,
+            "truncated": self.truncated,
+        }
+
+
+def check_patient(patient) -> str | None:
+    """Why a patient record cannot be served, or None when it can."""
+    if not isinstance(patient, dict):
+        return f"a patient must be a JSON object, got {type(patient).__name__}"
+    profile = patient.get("profile", {})
+    if not isinstance(profile, dict):
+        return "'profile' must be a JSON object (e.g. {\"gender\": \"F\", \"age\": 70})"
+    visits = patient.get("visits")
+    if not isinstance(visits, list):
+        return "missing 'visits': give a list of visits, the last being the one to prescribe for"
+    if not visits:
+        return "patient has no visits; give at least the visit to prescribe for"
+    for v, visit in enumerate(visits, 1):
+        if not isinstance(visit, dict):
+            return f"visit {v} must be a JSON object"
+        for kind in CODE_TYPES:
+            codes = visit.get(kind, [])
+            if kind == "medications" and v == len(visits):
+                continue  # the visit prescribed for: its medications are what we predict
+            if kind == "medications" and "medications" not in visit:
+                return f"visit {v} lacks 'medications' (earlier visits need the drugs given then; [] if none)"
+            if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
+                return f"visit {v}: '{kind}' must be a list of strings"
+        if not visit.get("diagnoses") and not visit.get("procedures"):
+            return f"visit {v} has no codes (no diagnoses and no procedures); drop it or add its codes"
+    return None
+
+
+class Recommender:
+    """An exported student loaded in onnxruntime; see the module docstring."""
+
+    def __init__(self, path: str | Path, threads: int = 1):
+        path = Path(path)
+        if not path.is_file():
+            raise LeaderError(f"model file not found: {path}; export one with `leader export --onnx`")
+        if threads < 1:
+            raise LeaderError(f"--threads must be at least 1, got {threads}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3  # errors only: ORT's warnings are not the user's business
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise LeaderError(f"{path} is not a loadable ONNX model ({first[:200]}); pass the .onnx file from `leader export --onnx`") from None
+        self.path = path
+        self.meta = read_metadata(path, self.session.get_modelmeta().custom_metadata_map)
+        names = [i.name for i in self.session.get_inputs()]
+        if names != list(INPUTS) or [o.name for o in self.session.get_outputs()] != [OUTPUT]:
+            raise LeaderError(f"{path}: inputs {names} are not those of a leader student; export it with `leader export --onnx`")
+        self.encoder = Encoder.from_dict(self.meta["encoder"])
+        self.medications = list(self.encoder.medications)
+        self.names: dict[str, str] = self.meta["medication_names"]
+        thresholds = self.meta["thresholds"]
+        self.thresholds = np.broadcast_to(np.asarray(thresholds, dtype=np.float32), (len(self.medications),)).copy()
+        index = {m: i for i, m in enumerate(self.medications)}
+        self.ddi = np.zeros((len(self.medications),) * 2, dtype=bool)
+        for a, b in self.meta["ddi"]:
+            if a in index and b in index:
+                self.ddi[index[a], index[b]] = self.ddi[index[b], index[a]] = True
+
+    def predict_arrays(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        """Probabilities float32 [B, n_medications] for arrays from `Encoder.encode`."""
+        return self.session.run([OUTPUT], {k: arrays[k] for k in INPUTS})[0]
+
+    def encode(self, patients: list[dict]) -> dict[str, np.ndarray]:
+        """Arrays for valid patients; the current visit's medications never reach the model."""
+        visit_lists = [[*p["visits"][:-1], {**p["visits"][-1], "medications": []}] for p in patients]
+        return self.encoder.encode([p.get("profile") or {} for p in patients], visit_lists)
+
+    def recommend(self, patients: list[dict], top_k: int | None = None) -> list[Recommendation]:
+        """One `Recommendation` per patient, in order; bad records get `error` set, the rest are served."""
+        results = [Recommendation(patient_id=_patient_id(p), error=check_patient(p)) for p in patients]
+        good = [i for i, r in enumerate(results) if r.ok]
+        if not good:
+            return results
+        batch = [patients[i] for i in good]
+        probs = self.predict_arrays(self.encode(batch))
+        k = len(self.medications) if top_k is None else max(0, min(top_k, len(self.medications)))
+        order = np.argsort(-probs, axis=1, kind="stable")
+        for row, (i, patient) in enumerate(zip(good, batch)):
+            p, ranks = probs[row], order[row]
+            chosen = [j for j in ranks if p[j] >= self.thresholds[j]]
+            res = results[i]
+            res.ranked = [(self.medications[j], float(p[j])) for j in ranks[:k]]
+            res.recommended = [self.medications[j] for j in chosen]
+            res.ddi_warnings = [
+                (self.medications[a], self.medications[b])
+                for x, a in enumerate(chosen)
+                for b in chosen[x + 1 :]
+                if self.ddi[a, b]
+            ]
+            res.unknown_codes, res.truncated = self._unknown_and_truncated(patient)
+        return results
+
+    def _unknown_and_truncated(self, patient: dict) -> tuple[list[str], bool]:
+        visits = patient["visits"]
+        history_meds = [{**v, "medications": v.get("medications", []) if j < len(visits) - 1 else []} for j, v in enumerate(visits)]
+        unknown = self.encoder.unknown_codes(patient.get("profile") or {}, history_meds)
+        profile_vocab = self.encoder.vocabs["profile"].index
+        unknown += [f"profile:{t}" for t in profile_tokens(patient.get("profile") or {}) if t not in profile_vocab]
+        limit = self.encoder.max_codes
+        truncated = len(visits) > self.encoder.max_visits or any(
+            len(v.get(kind) or []) > limit for v in history_meds for kind in CODE_TYPES
+        )
+        return unknown, truncated
+
+
+def _patient_id(patient) -> str | int | None:
+    value = patient.get("patient_id") if isinstance(patient, dict) else None
+    return value if isinstance(value, (str, int)) else None

@@ -1,0 +1,152 @@
+"""From loader tables to a prepared dataset: cleaning rules, drop counts, top-N medications.
+
+Every MIMIC loader reads its tables into `Tables` and calls `assemble`. The rules, in order; a
+visit is counted under the first rule it fails:
+
+1. ``no_patient_row``: the admission's subject is not in the patients table.
+2. ``no_admission_time``: the admission has no admittime.
+3. ``no_codes``: no diagnosis and no procedure code.
+4. ``no_prescription``: no prescription row at all.
+5. ``no_mapped_medication``: prescriptions, but none maps to a medication label.
+6. ``no_top_medication``: none of its medications is among the top-N labels.
+
+Visits without medications are dropped, as LEADER, GAMENet and SafeDrug do: there is nothing to
+learn from or to score on them. Patients left with no visit are dropped (``no_visit_left``);
+patients without any admission are counted as ``no_admission``. The top-N labels are the N most
+frequent by number of visits (after rules 1-5; ties by label), and that is their output order.
+
+The profile comes from the patient's **first kept admission** (age at that admission, its
+insurance, language, marital status, ethnicity and admission type), so no sample's profile
+carries information from a later admission.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+from tqdm import tqdm
+
+from leader.cohort import write_dataset
+from leader.data.meds import label_titles
+from leader.data.tables import log
+
+PROFILE_COLUMNS = ("gender", "age", "insurance", "language", "religion", "marital_status", "ethnicity", "admission_type")
+VISIT_REASONS = ("no_patient_row", "no_admission_time", "no_codes", "no_prescription", "no_mapped_medication",
+                 "no_top_medication")
+
+
+@dataclass
+class Tables:
+    """What a loader hands over. Ids are text; codes already carry their system prefix."""
+
+    admissions: pl.DataFrame
+    """subject_id, hadm_id, time (datetime or null), year_group (text or null) and PROFILE_COLUMNS (age an int)."""
+    diagnoses: pl.DataFrame
+    """hadm_id, code: in the order MIMIC lists them (seq_num)."""
+    procedures: pl.DataFrame
+    """hadm_id, code."""
+    medications: pl.DataFrame
+    """hadm_id, label: one row per mapped prescription row (unmapped rows left out)."""
+    prescribed: pl.Series
+    """hadm_id of every admission with at least one prescription row."""
+    patients: pl.Series
+    """subject_id of every row in the patients table."""
+    titles: dict[str, str] = field(default_factory=dict)
+    """Titles of diagnosis and procedure codes (from D_ICD_*)."""
+    notes: dict[str, dict] | None = None
+    """hadm_id -> the four note sections, when notes were read."""
+
+
+def _lists(frame: pl.DataFrame, column: str, sort: bool = False) -> pl.DataFrame:
+    values = pl.col(column).unique(maintain_order=True)
+    return frame.drop_nulls().group_by("hadm_id", maintain_order=True).agg(values.sort() if sort else values)
+
+
+def assemble(tables: Tables, out: Path, coding: str, top_meds: int, ddi: list[tuple[str, str]], source: str,
+             options: dict, extra: dict, overwrite: bool = False) -> Path:
+    """Apply the cleaning rules and write the prepared dataset; return its path."""
+    adm = tables.admissions
+    known = set(tables.patients.to_list())
+    reasons: Counter = Counter()
+    adm = adm.with_columns(pl.col("subject_id").is_in(list(known)).alias("_has_patient"))
+    visits = (
+        adm.join(_lists(tables.diagnoses, "code").rename({"code": "dx"}), on="hadm_id", how="left")
+        .join(_lists(tables.procedures, "code").rename({"code": "px"}), on="hadm_id", how="left")
+        .join(_lists(tables.medications, "label", sort=True).rename({"label": "meds"}), on="hadm_id", how="left")
+        .with_columns(pl.col("hadm_id").is_in(tables.prescribed.unique().implode()).alias("_prescribed"))
+    )
+    n_codes = pl.col("dx").list.len().fill_null(0) + pl.col("px").list.len().fill_null(0)
+    reason = (
+        pl.when(~pl.col("_has_patient")).then(pl.lit("no_patient_row"))
+        .when(pl.col("time").is_null()).then(pl.lit("no_admission_time"))
+        .when(n_codes == 0).then(pl.lit("no_codes"))
+        .when(~pl.col("_prescribed")).then(pl.lit("no_prescription"))
+        .when(pl.col("meds").list.len().fill_null(0) == 0).then(pl.lit("no_mapped_medication"))
+        .otherwise(None)
+    )
+    visits = visits.with_columns(reason.alias("_drop"))
+    reasons.update(visits["_drop"].drop_nulls().to_list())
+    visits = visits.filter(pl.col("_drop").is_null())
+
+    counts = visits["meds"].explode().value_counts(name="n")
+    ranked = sorted(zip(counts["meds"].to_list(), counts["n"].to_list(), strict=True), key=lambda kv: (-kv[1], kv[0]))
+    medications = [label for label, _ in ranked[:top_meds]]
+    keep = set(medications)
+    visits = visits.with_columns(pl.col("meds").list.filter(pl.element().is_in(list(keep))))
+    reasons["no_top_medication"] = int((visits["meds"].list.len() == 0).sum())
+    visits = visits.filter(pl.col("meds").list.len() > 0)
+    visits = visits.with_columns(pl.col("subject_id").cast(pl.Int64, strict=False).alias("_sid")).sort(
+        ["_sid", "subject_id", "time", "hadm_id"], nulls_last=True
+    )
+    kept_subjects = visits["subject_id"].n_unique()
+    with_visits = adm["subject_id"].unique()
+    patient_drops = {
+        "no_admission": len(known - set(with_visits.to_list())),
+        "no_visit_left": int(with_visits.is_in(list(known)).sum()) - kept_subjects,
+    }
+    log(f"kept {kept_subjects:,} patients, {visits.height:,} visits; dropped visits: "
+        + (", ".join(f"{k} {v:,}" for k, v in reasons.items() if v) or "none"))
+
+    used_codes = sorted(set(visits["dx"].explode().drop_nulls().to_list()) | set(visits["px"].explode().drop_nulls().to_list()))
+    titles = {code: tables.titles.get(code, code) for code in used_codes}
+    titles.update(label_titles(medications, coding))
+    notes = tables.notes if tables.notes is not None else {}
+    manifest_extra = {
+        **extra,
+        "medication_coding": coding,
+        "top_meds": top_meds,
+        "medication_labels_before_top": len(ranked),
+        "profile_from": "first kept admission",
+        "drops": {"visits": {r: int(reasons.get(r, 0)) for r in VISIT_REASONS}, "patients": patient_drops},
+        "codes_without_title": sum(1 for c in used_codes if c not in tables.titles),
+        "visits_with_note": int(visits["hadm_id"].is_in(list(notes)).sum()) if notes else 0,
+    }
+    return write_dataset(out, _patients(visits, kept_subjects, notes), medications, titles, ddi, source=source,
+                         options=options, extra=manifest_extra, overwrite=overwrite)
+
+
+def _patients(visits: pl.DataFrame, total: int, notes: dict):
+    """Yield patient records from visits sorted by patient, then time."""
+    rows = visits.select(["subject_id", "hadm_id", "time", "year_group", "dx", "px", "meds", *PROFILE_COLUMNS])
+    bar = tqdm(total=total, desc="patients", unit="pt", file=sys.stderr, mininterval=1.0, leave=False)
+    record = None
+    for row in rows.iter_rows(named=True):
+        if record is None or row["subject_id"] != record["patient_id"]:
+            if record is not None:
+                bar.update()
+                yield record
+            record = {"patient_id": row["subject_id"], "profile": {key: row[key] for key in PROFILE_COLUMNS}, "visits": []}
+        visit = {"visit_id": row["hadm_id"], "time": row["time"].isoformat()}
+        if row["year_group"]:
+            visit["year_group"] = row["year_group"]
+        visit.update(diagnoses=row["dx"] or [], procedures=row["px"] or [], medications=row["meds"],
+                     note=notes.get(row["hadm_id"]))
+        record["visits"].append(visit)
+    if record is not None:
+        bar.update()
+        yield record
+    bar.close()

@@ -1,0 +1,128 @@
+"""What the MIMIC-III and MIMIC-IV loaders share: their config and the prescription coding pass."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import polars as pl
+
+from leader.data import meds
+from leader.data.tables import collect, log
+from leader.errors import LeaderError
+
+PROFILE_TEXT = ("gender", "insurance", "language", "religion", "marital_status", "ethnicity", "admission_type")
+
+
+@dataclass
+class MimicConfig:
+    """Options of `leader data mimic3` / `leader data mimic4`."""
+
+    root: Path
+    """The MIMIC folder as PhysioNet ships it (MIMIC-III: the CSVs; MIMIC-IV: the folder holding hosp/)."""
+    out: Path
+    """Where the prepared dataset goes (must not exist unless overwrite)."""
+    ndc_map: Path | None = None
+    """GAMENet's ndc2RXCUI.txt (a Python dict literal NDC -> RXCUI). Without --atc-map (name coding) it
+    keeps only prescription rows whose NDC it knows, as GAMENet does (drops NDC-0 IV fluids)."""
+    atc_map: Path | None = None
+    """GAMENet's RXCUI2atc4.csv; with --ndc-map it switches medication coding to ATC-3."""
+    ddi: Path | None = None
+    """CSV of interacting medication-label pairs (e.g. SafeDrug's ddi_atc3_pairs_safedrug.csv)."""
+    top_meds: int = 300
+    """Keep the N most frequent medication labels (by visits)."""
+    notes: Path | None = None
+    """MIMIC-IV only: the MIMIC-IV-Note folder (holding note/discharge.csv.gz). MIMIC-III reads NOTEEVENTS
+    from --root when it is there."""
+    overwrite: bool = False
+    """Replace --out if it exists."""
+
+    def __post_init__(self) -> None:
+        self.root, self.out = Path(self.root), Path(self.out)
+        if not self.root.is_dir():
+            raise LeaderError(f"--root {self.root} is not a folder; point it at the unpacked MIMIC tables")
+        if self.top_meds < 1:
+            raise LeaderError(f"--top-meds must be at least 1, got {self.top_meds}")
+        if self.atc_map is not None and self.ndc_map is None:
+            raise LeaderError("--atc-map needs --ndc-map too (NDC -> RXCUI -> ATC)")
+
+    @property
+    def coding(self) -> str:
+        return "atc3" if self.atc_map is not None else "name"
+
+    def options(self) -> dict:
+        """The resolved options for the manifest (paths as given, no data)."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()} | {"coding": self.coding}
+
+
+@dataclass
+class Coded:
+    """The prescription table after coding."""
+
+    medications: pl.DataFrame
+    """hadm_id, label (one row per mapped (admission, drug) group)."""
+    prescribed: pl.Series
+    """hadm_id of admissions with any prescription row."""
+    coverage: dict
+    """Row counts and the share of prescription rows mapped to a label."""
+
+
+def load_maps(cfg: MimicConfig) -> tuple[dict | None, dict | None, list[tuple[str, str]]]:
+    """Read the NDC and ATC maps and the DDI pairs named in the config (before any table)."""
+    ndc_map = meds.read_ndc_map(cfg.ndc_map) if cfg.ndc_map is not None else None
+    atc_map = meds.read_atc_map(cfg.atc_map) if cfg.atc_map is not None else None
+    ddi = meds.read_ddi_pairs(cfg.ddi) if cfg.ddi is not None else []
+    return ndc_map, atc_map, ddi
+
+
+def code_prescriptions(frame: pl.LazyFrame, path: Path, coding: str, ndc_map: dict | None,
+                       atc_map: dict | None) -> Coded:
+    """Map prescription rows (hadm_id, ndc, name) to medication labels in one streaming pass.
+
+    The table is first reduced to (hadm_id, ndc, name) groups with row counts, so the mapping runs
+    once per distinct NDC and name, not once per row (MIMIC-IV has ~17M rows).
+    """
+    grouped = collect(
+        frame.filter(pl.col("hadm_id").is_not_null()).group_by(["hadm_id", "ndc", "name"]).agg(pl.len().alias("rows")),
+        path, f"{path.name} (grouped by admission and drug)",
+    )
+    ndcs = grouped["ndc"].unique().drop_nulls().to_list()
+    rxcui = {n: ndc_map.get(c) for n in ndcs if (c := meds.clean_ndc(n))} if ndc_map is not None else {}
+    if coding == "atc3":
+        labels = {n: atc[:4] for n, rx in rxcui.items() if rx and (atc := atc_map.get(rx))}
+        mapping = pl.DataFrame({"ndc": list(labels), "label": list(labels.values())}, schema={"ndc": pl.String, "label": pl.String})
+        coded = grouped.join(mapping, on="ndc", how="left")
+    else:
+        names = grouped["name"].unique().drop_nulls().to_list()
+        normal = {n: m for n in names if (m := meds.normalise_name(n))}
+        mapping = pl.DataFrame({"name": list(normal), "label": list(normal.values())}, schema={"name": pl.String, "label": pl.String})
+        coded = grouped.join(mapping, on="name", how="left")
+        if ndc_map is not None:  # as GAMENet: only rows whose NDC the map knows are drugs (drops NDC-0 IV fluids)
+            known = [n for n, rx in rxcui.items() if rx]
+            coded = coded.with_columns(pl.when(pl.col("ndc").is_in(known)).then(pl.col("label")).alias("label"))
+    total = int(coded["rows"].sum())
+    mapped = int(coded.filter(pl.col("label").is_not_null())["rows"].sum())
+    coverage = {"prescription_rows": total, "mapped_rows": mapped, "mapped_share": round(mapped / total, 4) if total else 0.0}
+    if ndc_map is not None:
+        with_rx = {n for n, rx in rxcui.items() if rx}
+        in_map = int(coded.filter(pl.col("ndc").is_in(list(with_rx)))["rows"].sum())
+        coverage["ndc_rxcui_share"] = round(in_map / total, 4) if total else 0.0
+    log(f"medication coding '{coding}': {mapped:,} of {total:,} prescription rows mapped ({coverage['mapped_share']:.1%})")
+    medications = coded.filter(pl.col("label").is_not_null()).select(["hadm_id", "label"]).unique()
+    return Coded(medications, coded["hadm_id"].unique(), coverage)
+
+
+def ordered_codes(frame: pl.DataFrame, prefix: pl.Expr) -> pl.DataFrame:
+    """(hadm_id, code) with the system prefix, in seq_num order within each admission."""
+    return (
+        frame.with_row_index("_row")
+        .with_columns(pl.col("seq_num").cast(pl.Int64, strict=False).alias("_seq"))
+        .filter(pl.col("code").is_not_null() & prefix.is_not_null())
+        .sort(["hadm_id", "_seq", "_row"], nulls_last=True)
+        .select(["hadm_id", (prefix + pl.lit(":") + pl.col("code")).alias("code")])
+    )
+
+
+def cap_age(age: pl.Expr) -> pl.Expr:
+    """Age in whole years, capped at 90 (MIMIC shifts the ages of patients over 89: 90 means 90 or older)."""
+    return pl.min_horizontal(age, pl.lit(90)).clip(lower_bound=0).cast(pl.Int64)

@@ -1,0 +1,260 @@
+"""`leader report`: one self-contained HTML page (images embedded) about a set of runs.
+
+It shows the training curves of teacher and student runs (their ``metrics.jsonl``), the results
+table and bars comparing the models on Jaccard / PR-AUC / DDI rate for overall, single- and
+multi-visit samples (their ``metrics.json``), a histogram of predicted vs true medication counts
+(the students' and baselines' test predictions, recomputed; a teacher's only with
+``with_teacher``), and a speed and size comparison (a ``leader bench`` JSON).
+
+matplotlib is an optional extra (``pip install leader[report]``); it is imported here only.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from leader import __version__
+from leader.errors import LeaderError
+from leader.io import read_json, write_text
+from leader.metrics import GROUPS, format_table
+from leader.runinfo import read_run
+
+PLOTTED = (("jaccard_samples", "Jaccard"), ("pr_auc_samples", "PR-AUC"), ("ddi_score", "DDI rate"))
+
+
+@dataclass
+class ReportConfig:
+    """What `leader report` reads and writes."""
+
+    runs: list[Path]
+    """Run folders (baseline, teacher, student) to compare; their run.json names label the rows."""
+    out: Path = Path("report.html")
+    """The HTML file to write (atomically)."""
+    bench: Path | None = None
+    """A `leader bench --out` JSON for the speed and size section (optional)."""
+    data: Path | None = None
+    """Prepared dataset for the count histogram (default: the path in each run's run.json)."""
+    split: str = "test"
+    """Which split's metrics to show."""
+    with_teacher: bool = False
+    """Also recompute the teacher's predictions for the count histogram (slow on a CPU)."""
+    title: str = "leader report"
+
+
+@dataclass
+class _Run:
+    folder: Path
+    record: dict
+    metrics: dict
+    log: list[dict] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.record.get("name") or self.folder.name
+
+
+def _load(folder: Path) -> _Run:
+    record = read_run(folder)
+    metrics = read_json(folder / "metrics.json", f"{folder}: metrics.json")
+    log = []
+    if (folder / "metrics.jsonl").is_file():
+        for line in (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                log.append(json.loads(line))
+    return _Run(folder, record, metrics, log)
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _curves(plt, runs: list[_Run]) -> str | None:
+    """Training loss and validation PR-AUC / Jaccard against the step, one panel row per run."""
+    logged = [r for r in runs if r.log and r.record.get("kind") in ("teacher", "student")]
+    if not logged:
+        return None
+    fig, axes = plt.subplots(len(logged), 2, figsize=(10, 2.8 * len(logged)), squeeze=False)
+    for row, run in zip(axes, logged):
+        x_key = next((k for k in ("step", "epoch") if k in run.log[0]), None)
+        for ax, pick, label in (
+            (row[0], lambda k: "loss" in k, "loss"),
+            (row[1], lambda k: k.startswith("val") and ("pr_auc" in k or "jaccard" in k), "validation"),
+        ):
+            keys = sorted({k for entry in run.log for k, v in entry.items() if pick(k) and isinstance(v, (int, float))})
+            for key in keys:
+                points = [(e.get(x_key, i), e[key]) for i, e in enumerate(run.log) if isinstance(e.get(key), (int, float))]
+                if points:
+                    xs, ys = zip(*points)
+                    ax.plot(xs, ys, marker="." if len(points) < 40 else None, label=key)
+            ax.set_title(f"{run.name}: {label}", fontsize=9)
+            ax.set_xlabel(x_key or "log line")
+            if keys:
+                ax.legend(fontsize=7)
+            ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _value(table: dict, metric: str) -> tuple[float, float]:
+    cell = table.get(metric) or {}
+    mean = cell.get("mean")
+    return (np.nan, 0.0) if mean is None else (mean, cell.get("std") or 0.0)
+
+
+def _bars(plt, runs: list[_Run], split: str) -> str:
+    """Grouped bars: one panel per metric, groups overall / single / multi, one bar per model."""
+    fig, axes = plt.subplots(1, len(PLOTTED), figsize=(4.2 * len(PLOTTED), 3.6))
+    width = 0.8 / max(1, len(runs))
+    for ax, (metric, label) in zip(axes, PLOTTED):
+        for i, run in enumerate(runs):
+            tables = run.metrics.get(split, {})
+            stats = [_value(tables.get(g, {}), metric) for g in GROUPS]
+            xs = np.arange(len(GROUPS)) + (i - (len(runs) - 1) / 2) * width
+            ax.bar(xs, [s[0] for s in stats], width, yerr=[s[1] for s in stats], label=run.name, capsize=2)
+        ax.set_xticks(np.arange(len(GROUPS)), GROUPS)
+        ax.set_title(label)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _counts(plt, runs: list[_Run], cfg: ReportConfig) -> str | None:
+    """Histogram of predicted vs true medication counts per test sample."""
+    from leader.cohort import load_dataset
+    from leader.evaluate import predict_run
+    from leader.metrics import labels_matrix, predict
+    from leader.samples import split_samples
+
+    chosen = [r for r in runs if r.record.get("kind") != "teacher" or cfg.with_teacher]
+    if not chosen:
+        return None
+    datasets: dict[str, object] = {}
+    series: list[tuple[str, np.ndarray]] = []
+    truth = None
+    for run in chosen:
+        path = str(cfg.data or run.record["dataset"]["path"])
+        if path not in datasets:
+            if not Path(path).is_dir():
+                return None
+            datasets[path] = load_dataset(path)
+        dataset = datasets[path]
+        split = run.record["split"]
+        samples = split_samples(dataset, split["how"], split["seed"], split["target"])[cfg.split]
+        probs = predict_run(run.folder, samples, dataset)
+        series.append((run.name, predict(probs, run.record["thresholds"]).sum(1)))
+        if truth is None:
+            truth = labels_matrix(samples, dataset.medications).sum(1)
+    top = int(max([truth.max(), *(s.max() for _, s in series)])) + 1
+    bins = np.arange(top + 1) - 0.5
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    ax.hist(truth, bins=bins, histtype="stepfilled", alpha=0.25, color="black", label=f"true (mean {truth.mean():.1f})")
+    for name, counts in series:
+        ax.hist(counts, bins=bins, histtype="step", linewidth=1.6, label=f"{name} (mean {counts.mean():.1f})")
+    ax.set_xlabel(f"medications per visit ({cfg.split} split)")
+    ax.set_ylabel("visits")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _speed(plt, bench: dict) -> tuple[str, str]:
+    """Bars of batch-1 latency and file size per engine, plus the same figures as a table."""
+    rows = bench.get("rows", [])
+    names = [r["engine"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    latency = [r.get("p50_ms") or np.nan for r in rows]
+    axes[0].bar(names, latency, color="tab:blue")
+    axes[0].set_yscale("log")
+    axes[0].set_title("per-visit latency, batch 1 (ms, log scale)")
+    size = [(r.get("size_bytes") or np.nan) / 1e6 for r in rows]
+    axes[1].bar(names, size, color="tab:orange")
+    axes[1].set_yscale("log")
+    axes[1].set_title("model size (MB, log scale)")
+    for ax in axes:
+        ax.tick_params(axis="x", rotation=20, labelsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    head = "<tr><th>engine</th><th>p50 ms (batch 1)</th><th>p99 ms</th><th>visits/s (batch 256)</th><th>size MB</th></tr>"
+    body = "".join(
+        f"<tr><td>{html.escape(r['engine'])}</td><td>{_fmt(r.get('p50_ms'), 3)}</td><td>{_fmt(r.get('p99_ms'), 3)}</td>"
+        f"<td>{_fmt(r.get('throughput'), 0)}</td><td>{_fmt((r.get('size_bytes') or 0) / 1e6 or None, 2)}</td></tr>"
+        for r in rows
+    )
+    return _png(fig), f"<table>{head}{body}</table>"
+
+
+def _fmt(value, digits: int) -> str:
+    return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:,.{digits}f}"
+
+
+def _markdown_table_html(markdown: str) -> str:
+    lines = [line for line in markdown.strip().splitlines() if line.startswith("|")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    cells = [row for row in cells if not all(set(c) <= set("-: ") for c in row)]
+    if not cells:
+        return ""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cells[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells[1:])
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
+h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.8rem;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.25rem .45rem;
+text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}img{max-width:100%}.meta{color:#666;font-size:.85rem}
+"""
+
+
+def run(cfg: ReportConfig) -> Path:
+    """Build the report and write it atomically to ``cfg.out``."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise LeaderError("leader report needs matplotlib: pip install 'leader[report]'") from None
+    if not cfg.runs:
+        raise LeaderError("give at least one run folder to report on")
+    runs = [_load(Path(folder)) for folder in cfg.runs]
+    tables = {r.name: r.metrics for r in runs}
+    sections = [f"<h1>{html.escape(cfg.title)}</h1>"]
+    hashes = sorted({r.record.get("dataset", {}).get("sha256", "")[:12] for r in runs})
+    sections.append(
+        f"<p class=meta>leader {__version__} · {datetime.date.today().isoformat()} · "
+        f"dataset sha256 {', '.join(hashes)} · metrics on the {cfg.split} split, mean ± std over 10 bootstrap rounds of 80%</p>"
+    )
+    sections.append("<h2>Results</h2>" + _markdown_table_html(format_table(tables, split=cfg.split)))
+    sections.append(f"<h2>Models compared</h2><img alt='model comparison' src='{_bars(plt, runs, cfg.split)}'>")
+    counts = _counts(plt, runs, cfg)
+    if counts:
+        sections.append(
+            "<h2>Predicted vs true medication count</h2><p>Overprescription shows as mass to the right of the true "
+            f"counts.</p><img alt='medication counts' src='{counts}'>"
+        )
+    curves = _curves(plt, runs)
+    if curves:
+        sections.append(f"<h2>Training curves</h2><img alt='training curves' src='{curves}'>")
+    if cfg.bench:
+        bench = read_json(cfg.bench, "bench JSON")
+        image, table = _speed(plt, bench)
+        sections.append(f"<h2>Speed and size</h2>{table}<img alt='speed and size' src='{image}'>")
+    page = f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(cfg.title)}</title><style>{STYLE}</style></head><body>{''.join(sections)}</body></html>"
+    write_text(cfg.out, page)
+    return Path(cfg.out)

@@ -1,0 +1,110 @@
+"""`DistillConfig`: everything `leader distill` needs, resolved and saved in the student folder."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from leader.errors import LeaderError
+
+
+@dataclass
+class DistillConfig:
+    """Resolved settings of one distillation run (the CLI flags of `leader distill`)."""
+
+    data: str
+    """Prepared dataset folder (`leader data ...`)."""
+    out: str
+    """Output student folder; must not exist unless --resume or --overwrite."""
+    teacher: str | None = None
+    """Teacher run folder (`leader teach`); its split is used and its feature cache read (built if missing)."""
+    no_teacher: bool = False
+    """Train the same student on BCE alone (the ablation); --teacher then only supplies the split."""
+    alpha: float = 0.4
+    """Weight of the feature-KD loss MSE(proj(mediator), teacher_hidden) (LEADER)."""
+    beta: float = 0.005
+    """Weight of the profile-alignment InfoNCE loss (LEADER)."""
+    tau: float = 1.0
+    """InfoNCE temperature."""
+    kd_standardize: bool = True
+    """Standardise the teacher's hidden states per dimension (train-split mean/std) before the MSE."""
+    epochs: int = 60
+    """Maximum number of epochs."""
+    patience: int = 8
+    """Stop after this many epochs without a better validation PR-AUC."""
+    batch_size: int = 64
+    """Samples per optimisation step."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    weight_decay: float = 0.0
+    """Adam L2 weight decay."""
+    seed: int = 0
+    """Seed of initialisation, shuffling and dropout."""
+    split: str | None = None
+    """random | temporal | external; None = the teacher's split (random without a teacher)."""
+    split_seed: int | None = None
+    """Seed of a random split; None = the teacher's (0 without a teacher)."""
+    target: str | None = None
+    """all (one sample per visit) | last; None = the teacher's (all without a teacher)."""
+    external_data: str | None = None
+    """Test dataset of an external split."""
+    per_med_threshold: bool = False
+    """One decision threshold per medication instead of one global threshold."""
+    dim: int = 64
+    """Student embedding width d."""
+    hidden: int = 128
+    """Student mediator width."""
+    heads: int = 4
+    """Attention heads."""
+    dropout: float = 0.1
+    """Dropout."""
+    max_visits: int = 8
+    """Most recent visits kept per sample."""
+    max_codes: int = 40
+    """Codes kept per visit and type."""
+    threads: int = 0
+    """torch CPU threads; 0 = torch's default."""
+    resume: bool = False
+    """Continue from the resume checkpoint of an interrupted (or finished) run at --out."""
+    overwrite: bool = False
+    """Replace an existing --out folder."""
+    name: str | None = None
+    """Row label in result tables; None = from the losses used."""
+    progress: bool = True
+    """Show progress bars on stderr."""
+
+    def __post_init__(self):
+        for name in ("data", "out", "teacher", "external_data"):  # Paths from the CLI -> JSON-ready str
+            if getattr(self, name) is not None:
+                setattr(self, name, str(getattr(self, name)))
+        if not self.no_teacher and self.alpha > 0 and not self.teacher:
+            raise LeaderError("--alpha > 0 needs --teacher DIR (or pass --no-teacher, or --alpha 0)")
+        for flag, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size), ("--patience", self.patience)):
+            if value < 1:
+                raise LeaderError(f"{flag} must be at least 1, got {value}")
+        if self.lr <= 0 or self.tau <= 0:
+            raise LeaderError("--lr and --tau must be positive")
+        if self.alpha < 0 or self.beta < 0:
+            raise LeaderError("--alpha and --beta must be 0 or more")
+        if self.dim % self.heads:
+            raise LeaderError(f"--dim ({self.dim}) must be a multiple of --heads ({self.heads})")
+        if self.resume and self.overwrite:
+            raise LeaderError("--resume and --overwrite are exclusive")
+
+    @property
+    def use_kd(self) -> bool:
+        return not self.no_teacher and self.alpha > 0
+
+    @property
+    def use_align(self) -> bool:
+        return not self.no_teacher and self.beta > 0
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        if self.no_teacher or not (self.use_kd or self.use_align):
+            return "student (no teacher)"
+        return "student (" + " + ".join(p for p, on in (("KD", self.use_kd), ("align", self.use_align)) if on) + ")"
+
+    def to_dict(self) -> dict:
+        return asdict(self)

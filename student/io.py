@@ -1,0 +1,69 @@
+"""The student folder (output of `leader distill --out DIR`):
+
+    run.json          kind "student", name, dataset sha256, split, medications, thresholds, versions
+    config.json       {"student": StudentConfig, "distill": DistillConfig, "teacher": {...} | null}
+    encoder.json      vocabularies and truncation limits (leader.encoding.Encoder.to_dict())
+    model.safetensors the student's weights
+    ddi.csv           the dataset's interacting medication pairs (copied)
+    metrics.json      {"val": table, "test": table} (leader.evaluate.score)
+    metrics.jsonl     one line per epoch: losses, validation PR-AUC, seconds
+    checkpoint/       resume state (weights, best weights, optimizer, epoch), apart from the model
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from leader.encoding import Encoder
+from leader.errors import LeaderError
+from leader.io import atomic_path, read_json
+from leader.runinfo import read_run
+
+from .model import Student, StudentConfig
+
+FILES = ("run.json", "config.json", "encoder.json", "model.safetensors", "ddi.csv", "metrics.json", "metrics.jsonl")
+CHECKPOINT = "checkpoint"
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> None:
+    """Write the model's weights as safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+
+
+def load_weights(model: torch.nn.Module, path: Path) -> None:
+    """Load safetensors weights into `model`; a missing, corrupt or mismatched file is a LeaderError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise LeaderError(f"{path} not found: the student folder is incomplete; re-run `leader distill`")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise LeaderError(f"{path} is corrupt ({str(err).splitlines()[0]}); re-run `leader distill`") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError:
+        raise LeaderError(f"{path} does not match the model in config.json; re-run `leader distill`") from None
+
+
+def load_student(folder: str | Path) -> tuple[Student, Encoder, dict]:
+    """Load a student folder -> (Student in eval mode, Encoder, run record from run.json)."""
+    folder = Path(folder)
+    record = read_run(folder, "student")
+    config = read_json(folder / "config.json", f"{folder}/config.json")
+    encoder_dict = read_json(folder / "encoder.json", f"{folder}/encoder.json")
+    try:
+        cfg = StudentConfig.from_dict(config["student"])
+        encoder = Encoder.from_dict(encoder_dict)
+    except (KeyError, TypeError, ValueError) as err:
+        raise LeaderError(f"{folder}: config.json or encoder.json is malformed ({err}); re-run `leader distill`") from None
+    model = Student(cfg)
+    load_weights(model, folder / "model.safetensors")
+    return model.eval(), encoder, record

@@ -1,0 +1,209 @@
+"""The student: a small multi-encoder network over code IDs (LEADER, arXiv 2402.02803, section 3.3).
+
+    diagnoses / procedures / medications [B,V,C] -> set encoder per type -> [B,V,d] each
+    profile [B,P] -> profile encoder -> [B,d], added at visit slot 0 of the medication sequence
+    (the pseudo medication record: a first visit has no earlier prescription, it has a profile)
+    visit j = concat(diagnoses_j, procedures_j, medications_j) [B,V,3d]
+    -> visit encoder (one transformer layer, positional embeddings) -> current visit's output [B,3d]
+    -> Linear -> ReLU (the mediator, [B,hidden]) -> Linear -> logits [B,n_labels]
+
+One visit encoder over the concatenated visit vectors (rather than one per code type) and a
+profile encoder without attention keep the graph at four transformer layers: batch-1 latency in
+onnxruntime is mostly per-node overhead.
+
+`forward` is pure tensor code (no data-dependent Python control flow; masks come from the ids and
+`visit_mask`), so `torch.onnx.export(dynamo=True)` works with dynamic batch, visit and code axes.
+Every set and visit sequence starts with a learned, always-present token, so a visit with no codes
+of a type or a patient with one visit never meets a fully masked attention row (no NaN).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+FF_MULT = 2  # transformer feed-forward width = FF_MULT * dim: the sets are short, more buys nothing
+
+
+@dataclass
+class StudentConfig:
+    """Sizes of the student; the vocabulary sizes come from `leader.encoding.Encoder.vocabs`."""
+
+    n_diagnoses: int
+    """Diagnosis vocabulary size, including pad (0) and unk (1)."""
+    n_procedures: int
+    """Procedure vocabulary size, including pad and unk."""
+    n_medications: int
+    """Medication (input) vocabulary size, including pad and unk."""
+    n_profile: int
+    """Profile-token vocabulary size, including pad and unk."""
+    n_labels: int
+    """Number of medication labels the head predicts (the dataset's label list)."""
+    dim: int = 64
+    """Embedding and encoder width d (DESIGN.md: 64)."""
+    hidden: int = 128
+    """Width of the head's hidden layer, the mediator that feature KD reads (DESIGN.md: 128)."""
+    heads: int = 4
+    """Attention heads in every transformer layer; must divide `dim`."""
+    dropout: float = 0.1
+    """Dropout in the encoders and the head (training only)."""
+    max_visits: int = 8
+    """Positional embeddings for this many visits (the Encoder's max_visits)."""
+    teacher_hidden: int = 0
+    """Teacher hidden size for the KD projection mediator -> teacher space; 0 = no projection."""
+
+    def __post_init__(self):
+        if self.dim % self.heads:
+            raise ValueError(f"dim ({self.dim}) must be a multiple of heads ({self.heads})")
+        for name in ("n_diagnoses", "n_procedures", "n_medications", "n_profile", "n_labels", "max_visits"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> StudentConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _transformer(cfg: StudentConfig, width: int) -> nn.TransformerEncoder:
+    layer = nn.TransformerEncoderLayer(width, cfg.heads, FF_MULT * width, cfg.dropout, batch_first=True)
+    return nn.TransformerEncoder(layer, num_layers=1, enable_nested_tensor=False)
+
+
+class SetEncoder(nn.Module):
+    """A set of code ids [N, C] -> one vector [N, d]: a learned [SET] token + the codes' embeddings,
+    one transformer layer (padding masked), then the mean over the [SET] token and the real codes.
+    An empty set becomes the [SET] token's output: a learned "nothing of this type" vector."""
+
+    def __init__(self, cfg: StudentConfig, vocab_size: int):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, cfg.dim, padding_idx=0)
+        self.start = nn.Parameter(torch.randn(1, 1, cfg.dim) * 0.02)
+        self.encoder = _transformer(cfg, cfg.dim)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        n = ids.shape[0]
+        x = torch.cat([self.start.expand(n, 1, -1), self.embedding(ids)], dim=1)
+        pad = torch.cat([torch.zeros_like(ids[:, :1], dtype=torch.bool), ids == 0], dim=1)
+        y = self.encoder(x, src_key_padding_mask=pad)
+        keep = (~pad).unsqueeze(-1).to(y.dtype)
+        return (y * keep).sum(1) / keep.sum(1)
+
+
+class ProfileEncoder(nn.Module):
+    """Profile tokens [B, P] -> [B, d]: the mean of the tokens' embeddings (a learned [PROFILE]
+    token included, so an empty profile is defined) through a two-layer MLP."""
+
+    def __init__(self, cfg: StudentConfig):
+        super().__init__()
+        self.embedding = nn.Embedding(cfg.n_profile, cfg.dim, padding_idx=0)
+        self.start = nn.Parameter(torch.randn(1, cfg.dim) * 0.02)
+        self.mlp = nn.Sequential(nn.Linear(cfg.dim, cfg.dim), nn.ReLU(), nn.Linear(cfg.dim, cfg.dim))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        keep = (ids > 0).unsqueeze(-1).to(self.start.dtype)
+        total = (self.embedding(ids) * keep).sum(1) + self.start
+        return self.mlp(total / (keep.sum(1) + 1.0))
+
+
+class VisitEncoder(nn.Module):
+    """A sequence of visit vectors [B, V, w] -> the current (last real) visit's output [B, w].
+
+    Positions count back from the current visit (current = 0), so a single visit and the current
+    visit of a long history share a position; padded visits are masked as keys."""
+
+    def __init__(self, cfg: StudentConfig, width: int):
+        super().__init__()
+        self.max_visits = cfg.max_visits
+        self.position = nn.Embedding(cfg.max_visits, width)
+        self.encoder = _transformer(cfg, width)
+
+    def forward(self, x: torch.Tensor, visit_mask: torch.Tensor) -> torch.Tensor:
+        real = visit_mask > 0
+        # slot 0 is always kept as a key so no attention row is fully masked, even for a padded row
+        real = torch.cat([torch.ones_like(real[:, :1]), real[:, 1:]], dim=1)
+        n = real.sum(1, keepdim=True)
+        slots = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
+        position = (n - 1 - slots).clamp(0, self.max_visits - 1)
+        y = self.encoder(x + self.position(position), src_key_padding_mask=~real)
+        current = (n - 1).unsqueeze(-1).expand(-1, 1, y.shape[-1])
+        return y.gather(1, current).squeeze(1)
+
+
+class Student(nn.Module):
+    """LEADER's student. `forward(diagnoses, procedures, medications, profile, visit_mask) -> logits`
+    takes exactly the arrays of `leader.encoding.Encoder.encode` (as tensors)."""
+
+    def __init__(self, cfg: StudentConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.dim
+        self.diag_set = SetEncoder(cfg, cfg.n_diagnoses)
+        self.proc_set = SetEncoder(cfg, cfg.n_procedures)
+        self.med_set = SetEncoder(cfg, cfg.n_medications)
+        self.profile_encoder = ProfileEncoder(cfg)
+        self.visits = VisitEncoder(cfg, 3 * d)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.mediator = nn.Sequential(nn.Linear(3 * d, cfg.hidden), nn.ReLU())
+        self.head = nn.Linear(cfg.hidden, cfg.n_labels)
+        self.kd_proj = nn.Linear(cfg.hidden, cfg.teacher_hidden) if cfg.teacher_hidden > 0 else None
+        # label index -> medication input-vocabulary id (set by `set_label_map`; 1 = unknown)
+        self.register_buffer("label_to_med", torch.ones(cfg.n_labels, dtype=torch.long))
+
+    def set_label_map(self, med_ids) -> None:
+        """Tell the model which input medication id each output label is (for the alignment loss)."""
+        ids = torch.as_tensor(med_ids, dtype=torch.long)
+        if ids.shape != self.label_to_med.shape:
+            raise ValueError(f"label map has {tuple(ids.shape)} entries, expected {tuple(self.label_to_med.shape)}")
+        self.label_to_med.copy_(ids)
+
+    def _sets(self, encoder: SetEncoder, ids: torch.Tensor) -> torch.Tensor:
+        b, v, c = ids.shape
+        return encoder(ids.reshape(b * v, c)).reshape(b, v, -1)
+
+    def encode(self, diagnoses, procedures, medications, profile, visit_mask, labels=None) -> dict:
+        """Everything the losses need: ``logits`` [B,M], ``mediator`` [B,hidden], ``profile`` [B,d]
+        and, when `labels` (multi-hot [B,M]) is given, ``current_meds`` [B,d]: the current visit's
+        medication set (the labels, mapped to medication ids) through the medication set encoder."""
+        prof = self.profile_encoder(profile)
+        diag = self._sets(self.diag_set, diagnoses)
+        proc = self._sets(self.proc_set, procedures)
+        meds = self._sets(self.med_set, medications)
+        first = torch.zeros_like(visit_mask)
+        first = torch.cat([torch.ones_like(first[:, :1]), first[:, 1:]], dim=1)
+        meds = meds + first.unsqueeze(-1) * prof.unsqueeze(1)
+        patient = self.visits(self.dropout(torch.cat([diag, proc, meds], dim=-1)), visit_mask)
+        mediator = self.mediator(patient)
+        out = {"logits": self.head(self.dropout(mediator)), "mediator": mediator, "profile": prof}
+        if labels is not None:
+            out["current_meds"] = self.med_set(self.label_ids(labels))
+        return out
+
+    def label_ids(self, labels: torch.Tensor) -> torch.Tensor:
+        """Multi-hot labels [B,M] -> medication input ids [B,K] of the set labels, padded with 0
+        (K = the largest set in the batch; training only, not part of the exported graph)."""
+        present = labels > 0
+        order = torch.argsort(present.to(torch.int8), dim=1, descending=True, stable=True)
+        k = max(1, int(present.sum(1).max()))
+        order = order[:, :k]
+        return self.label_to_med[order] * present.gather(1, order).long()
+
+    def forward(self, diagnoses, procedures, medications, profile, visit_mask) -> torch.Tensor:
+        return self.encode(diagnoses, procedures, medications, profile, visit_mask)["logits"]
+
+    def project(self, mediator: torch.Tensor) -> torch.Tensor:
+        """The KD projection of the mediator into the teacher's hidden space."""
+        if self.kd_proj is None:
+            raise ValueError("this student has no KD projection (teacher_hidden=0)")
+        return self.kd_proj(mediator)
+
+
+def tensors(batch: dict, device="cpu") -> tuple[torch.Tensor, ...]:
+    """`Encoder.encode` arrays -> the five forward inputs as tensors, in argument order."""
+    names = ("diagnoses", "procedures", "medications", "profile", "visit_mask")
+    return tuple(torch.as_tensor(batch[n], device=device) for n in names)

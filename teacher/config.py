@@ -1,0 +1,127 @@
+"""`leader teach` options: one dataclass, saved resolved as config.json in the run folder."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from leader.errors import LeaderError
+
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# options that may differ when a run is resumed: they do not change what is computed (the
+# dataset itself is checked by its sha256, whatever path names it)
+RESUMABLE = ("resume", "max_minutes", "progress", "eval_batch_size", "data", "out", "external_data")
+
+
+@dataclass
+class TeachConfig:
+    """Options of `leader teach` (defaults fit a 2,000-patient cohort in ~20 minutes on 2 CPU cores)."""
+
+    data: Path
+    """Prepared dataset folder (made by `leader data ...`)."""
+    out: Path
+    """Output run folder; must not exist unless --resume."""
+    base_model: str = "smollm2-135m"
+    """A Hugging Face model folder, a .gguf file, or smollm2-135m (the embedded SmolLM2-135M-Instruct)."""
+    quantize: str | None = None
+    """None, 4bit (NF4 QLoRA) or 8bit, through bitsandbytes."""
+    precision: str = "auto"
+    """auto (bf16 where the CPU/GPU supports it, else fp32), fp32, bf16 or fp16 (GPU only)."""
+    lora_r: int = 8
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    lora_dropout: float = 0.1
+    """Dropout on the LoRA input."""
+    target_modules: tuple[str, ...] = PROJECTIONS
+    """Module names that get LoRA adapters (default: every attention and MLP projection)."""
+    max_tokens: int = 192
+    """Token budget per prompt: the oldest history goes first, then the note is shortened."""
+    max_history: int = 3
+    """Earlier visits shown in a prompt at most."""
+    notes: bool = True
+    """Include the admission note sections when present."""
+    split: str = "random"
+    """random (by patient 8:1:1), temporal or external."""
+    seed: int = 0
+    """Seed of the split, the batch order, dropout and initialisation."""
+    target: str = "all"
+    """all (one sample per visit) or last (each patient's last visit)."""
+    external_data: Path | None = None
+    """With --split external: the prepared dataset to test on."""
+    epochs: float = 2.0
+    """Passes over the training split (ignored when --max-steps is given)."""
+    max_steps: int | None = None
+    """Optimizer steps to run; overrides --epochs."""
+    batch_size: int = 8
+    """Samples per micro-batch and process."""
+    grad_accum: int = 1
+    """Micro-batches accumulated per optimizer step."""
+    lr: float = 5e-4
+    """Peak learning rate of the LoRA weights (AdamW)."""
+    head_lr: float = 2e-3
+    """Peak learning rate of the medication head (it starts from zero, so it needs more)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay of the LoRA weights and the head."""
+    warmup: float = 0.05
+    """Share of the steps spent warming the learning rate up linearly (then linear decay to 0)."""
+    eval_every: int = 0
+    """Evaluate on validation every this many steps (0: five times per run)."""
+    patience: int = 3
+    """Stop after this many evaluations without a better validation PR-AUC."""
+    max_minutes: float | None = None
+    """Time budget of the training loop; the schedule is shrunk to fit it after a few steps."""
+    eval_batch_size: int = 16
+    """Samples per batch when evaluating."""
+    resume: bool = False
+    """Continue the run in --out from its last checkpoint."""
+    progress: bool = True
+    """Show progress bars on stderr."""
+
+    def __post_init__(self):
+        self.data = Path(self.data)
+        self.out = Path(self.out)
+        self.target_modules = tuple(self.target_modules)
+        if self.external_data is not None:
+            self.external_data = Path(self.external_data)
+        checks = [
+            (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
+            (self.quantize in (None, "4bit", "8bit"), "--quantize must be 4bit or 8bit"),
+            (self.lora_r > 0 and self.lora_alpha > 0, "--lora-r and --lora-alpha must be positive"),
+            (0.0 <= self.lora_dropout < 1.0, "--lora-dropout must be in [0, 1)"),
+            (bool(self.target_modules), "--target-modules needs at least one module name"),
+            (self.max_tokens >= 16, "--max-tokens must be at least 16"),
+            (self.max_history >= 0, "--max-history must be 0 or more"),
+            (self.epochs > 0, "--epochs must be positive"),
+            (self.max_steps is None or self.max_steps > 0, "--max-steps must be positive"),
+            (self.batch_size > 0 and self.eval_batch_size > 0, "--batch-size must be positive"),
+            (self.grad_accum > 0, "--grad-accum must be positive"),
+            (self.lr > 0 and self.head_lr > 0, "--lr and --head-lr must be positive"),
+            (0.0 <= self.warmup < 1.0, "--warmup is a share of the steps in [0, 1)"),
+            (self.eval_every >= 0, "--eval-every must be 0 (auto) or positive"),
+            (self.patience > 0, "--patience must be positive"),
+            (self.max_minutes is None or self.max_minutes > 0, "--max-minutes must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise LeaderError(message)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, Path):
+                out[key] = str(value)
+            elif isinstance(value, tuple):
+                out[key] = list(value)
+        return out
+
+    @classmethod
+    def from_dict(cls, record: dict) -> TeachConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in names})
+
+    def differences(self, other: TeachConfig) -> list[str]:
+        """Option names whose values differ and matter for resuming."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [k for k in mine if k not in RESUMABLE and mine[k] != theirs.get(k)]
