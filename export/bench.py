@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from leader.errors import LeaderError
-from leader.export.runtime import INPUTS, OUTPUT, Recommender
+
+from .runtime import INPUTS, OUTPUT, Recommender
 
 TARGETS = {
     "batch1_p50_ms": ("<=", 0.3),
@@ -141,7 +142,6 @@ def _onnx_engine(path: Path, singles, batches, cfg: BenchConfig) -> dict:
 
 def _torch_engine(student: Path, singles, batches, cfg: BenchConfig) -> dict:
     import torch
-
     from leader.student import load_student
 
     model, _, _ = load_student(student)
@@ -227,9 +227,10 @@ def run(cfg: BenchConfig) -> dict:
     """Measure everything the module docstring lists; returns the report (also written as JSON)."""
     from tqdm import tqdm
 
-    from leader.export.onnx_export import int8_path
     from leader.io import write_json
     from leader.runinfo import versions
+
+    from .onnx_export import int8_path
 
     recommender = Recommender(cfg.model)
     samples, dataset, described = _pool(cfg, recommender)
@@ -268,7 +269,8 @@ def run(cfg: BenchConfig) -> dict:
         report["files"]["onnx_int8_bytes"] = report["engines"]["onnx_int8"]["bytes"]
         report["files"]["int8_size_ratio"] = report["files"]["onnx_int8_bytes"] / fp32["bytes"]
     report["targets"] = _judge(report)
-    write_json(cfg.out or cfg.model.with_name(cfg.model.stem + ".bench.json"), report)
+    report["out"] = str(cfg.out or cfg.model.with_name(cfg.model.stem + ".bench.json"))
+    write_json(report["out"], report)
     return report
 
 

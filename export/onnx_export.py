@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from leader.errors import LeaderError
-from leader.export.runtime import FORMAT_VERSION, INPUTS, OUTPUT, PREFIX
 from leader.io import atomic_path
+
+from .runtime import FORMAT_VERSION, INPUTS, OUTPUT, PREFIX
 
 PARITY_TOL = 1e-5
 """Largest |p_onnx - p_torch| accepted on probabilities."""
@@ -65,7 +66,7 @@ def random_batch(encoder, batch: int, visits: int, codes: tuple[int, int, int], 
     n_visits[0] = visits  # the widest row always exists, so every axis is used to its full size
     mask = (np.arange(visits)[None, :] < n_visits[:, None]).astype(np.float32)
     out = {}
-    for kind, width in zip(("diagnoses", "procedures", "medications"), codes):
+    for kind, width in zip(("diagnoses", "procedures", "medications"), codes, strict=True):
         size = len(encoder.vocabs[kind])
         ids = rng.integers(2, max(3, size), size=(batch, visits, width)).clip(max=size - 1)
         lengths = rng.integers(1, width + 1, size=(batch, visits))
@@ -218,9 +219,10 @@ def int8_path(path: Path) -> Path:
 
 def run(cfg: ExportConfig) -> dict:
     """Export the student; returns a summary (paths, sizes, parity error, int8 check)."""
+    from leader.student import load_student
+
     from leader.cohort import read_ddi
     from leader.io import read_json
-    from leader.student import load_student
 
     model, encoder, record = load_student(cfg.student)
     if list(record.get("medications", encoder.medications)) != list(encoder.medications):
@@ -245,7 +247,7 @@ def run(cfg: ExportConfig) -> dict:
             raise RuntimeError(f"ONNX output differs from torch by {error:.2e} (> {PARITY_TOL}); please report this bug")
         summary.update(parity_max_abs_error=error, bytes=tmp.stat().st_size)
     if cfg.int8:  # after the fp32 file is in place: a refused int8 model leaves the fp32 one valid
-        from leader.export.quantize import quantize_checked
+        from .quantize import quantize_checked
 
         summary["int8"] = quantize_checked(cfg.out, int8_path(cfg.out), meta, record, data_path, cfg.max_drop, cfg.force)
     return summary

@@ -13,14 +13,16 @@ from __future__ import annotations
 import gzip
 import json
 import sys
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from leader.errors import LeaderError
-from leader.export.runtime import Recommender
 from leader.io import atomic_path
+
+from .runtime import Recommender
 
 MAX_REPORTED = 20
 """Bad lines reported one by one on stderr; beyond that only their count."""
@@ -92,7 +94,7 @@ def run(cfg: PredictConfig) -> dict:
 
     def flush(pending: list[tuple[int, object]], sink: IO[str]) -> None:
         results = recommender.recommend([record for _, record in pending], top_k=top_k)
-        for (number, _), result in zip(pending, results):
+        for (number, _), result in zip(pending, results, strict=True):
             if not result.ok:
                 bad(number, result.error)
                 continue

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from leader.errors import LeaderError
-from leader.export.runtime import INPUTS, OUTPUT, PREFIX
 from leader.io import atomic_path
+
+from .runtime import INPUTS, OUTPUT, PREFIX
 
 BATCH = 256
 
@@ -65,8 +66,9 @@ def quantize_checked(fp32: Path, out: Path, meta: dict[str, str], record: dict, 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from leader.encoding import Encoder
-    from leader.export.onnx_export import save_checked, set_metadata
     from leader.metrics import jaccard_samples, labels_matrix, predict
+
+    from .onnx_export import save_checked, set_metadata
 
     samples = validation_samples(record, data_path)
     encoder = Encoder.from_dict(json.loads(meta[PREFIX + "encoder"]))

@@ -182,7 +182,7 @@ class Recommender:
         probs = self.predict_arrays(self.encode(batch))
         k = len(self.medications) if top_k is None else max(0, min(top_k, len(self.medications)))
         order = np.argsort(-probs, axis=1, kind="stable")
-        for row, (i, patient) in enumerate(zip(good, batch)):
+        for row, (i, patient) in enumerate(zip(good, batch, strict=True)):
             p, ranks = probs[row], order[row]
             chosen = [j for j in ranks if p[j] >= self.thresholds[j]]
             res = results[i]

@@ -64,7 +64,13 @@ def score(
     metrics = {
         "val": evaluate(y_val, probs_val, thresholds, single_mask(val_samples), ddi, bootstrap, seed=seed),
         "test": evaluate(
-            labels_matrix(test_samples, meds), probs_test, thresholds, single_mask(test_samples), ddi, bootstrap, seed=seed
+            labels_matrix(test_samples, meds),
+            probs_test,
+            thresholds,
+            single_mask(test_samples),
+            ddi,
+            bootstrap,
+            seed=seed,
         ),
     }
     return thresholds_json(thresholds), metrics

@@ -18,6 +18,12 @@ from typing import Iterator
 from leader.errors import LeaderError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a fresh temporary folder beside `final`; it becomes `final` only if the block succeeds."""
@@ -26,6 +32,7 @@ def atomic_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]:
         raise LeaderError(f"{final} already exists: choose another --out or remove it first")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the result is an ordinary folder
     try:
         yield tmp
     except BaseException:
@@ -44,6 +51,7 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
     os.close(fd)
     tmp = Path(name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the result is an ordinary file
     try:
         yield tmp
     except BaseException:

@@ -115,20 +115,13 @@ def average_precision_per_sample(y_true, probs) -> np.ndarray:
     return np.divide(ap, n_pos, out=np.full(n, np.nan), where=n_pos > 0)
 
 
-def _ddi_matrix(ddi_pairs: Iterable[tuple[int, int]], m: int) -> np.ndarray:
-    adj = np.zeros((m, m), dtype=np.float64)
-    for i, j in ddi_pairs:
-        if i != j:
-            adj[i, j] = adj[j, i] = 1.0
-    return adj
-
-
 def ddi_pair_counts(y_pred, ddi_pairs: Iterable[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
     """Per sample: (number of interacting pairs among its predicted drugs, number of pairs)."""
-    p = _as_bool(y_pred).astype(np.float64)
-    adj = _ddi_matrix(ddi_pairs, p.shape[1])
-    k = p.sum(1)
-    return ((p @ adj) * p).sum(1) / 2.0, k * (k - 1) / 2.0
+    p = _as_bool(y_pred)
+    pairs = np.array(sorted({(min(i, j), max(i, j)) for i, j in ddi_pairs if i != j}), dtype=np.int64).reshape(-1, 2)
+    k = p.sum(1).astype(np.float64)
+    bad = (p[:, pairs[:, 0]] & p[:, pairs[:, 1]]).sum(1).astype(np.float64)
+    return bad, k * (k - 1) / 2.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,7 +261,8 @@ def evaluate(
     ``T = {"n": n, metric: {"value": v, "mean": m, "std": s}, ...}`` for every name in METRICS:
     ``value`` on the whole group; ``mean``/``std`` (population std) over `bootstrap` subsets of
     ``round(frac·n)`` samples drawn without replacement (LEADER reports 10 rounds of 80%).
-    An empty group is ``{"n": 0}``. `single` marks samples without an earlier visit.
+    With ``bootstrap=0``, mean = value and std = 0. An empty group is ``{"n": 0}``. `single`
+    marks samples without an earlier visit.
     """
     y_true = _as_bool(y_true)
     probs = np.asarray(probs, dtype=np.float64)
@@ -290,31 +284,32 @@ def evaluate(
 def _grid(probs: np.ndarray) -> np.ndarray:
     """Candidate thresholds: a fixed 0.01 grid plus quantiles of the scores (for peaked models)."""
     fixed = np.linspace(0.01, 0.99, 99)
-    flat = probs.ravel()
+    flat = probs.ravel()[:: max(1, probs.size // 200_000)]  # a strided subsample is plenty for quantiles
     quant = np.quantile(flat, np.linspace(0.0, 1.0, 201)) if flat.size else np.zeros(0)
-    grid = np.unique(np.concatenate([fixed, quant[(quant > 0) & (quant <= 1)]]))
-    return grid
+    return np.unique(np.concatenate([fixed, quant[(quant > 0) & (quant <= 1)]]))
 
 
-def _counts_at(y_true: np.ndarray, probs: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For every global threshold t in `grid` and sample i: |P_i| and |T_i∩P_i| (arrays [G, N]).
+def _jaccard_and_count(y_true: np.ndarray, scores: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean Jaccard and mean |P| when predicting ``scores >= t``, for every t in sorted `grid`.
 
-    Rows are sorted once; each row's values are shifted by 2·row so one searchsorted over the
-    flattened matrix answers all rows at once (scores lie in [0, 1]).
+    One pass: each score falls in a bin (how many grid values it reaches); per-sample
+    histograms of bins, summed from the top, give |P_i| and |T_i∩P_i| at every threshold.
     """
-    n, m = probs.shape
-    order = np.argsort(probs, axis=1, kind="stable")
-    scores = np.take_along_axis(probs, order, 1)
-    hits = np.take_along_axis(y_true, order, 1).astype(np.int64)
-    # suffix[i, j] = positives at sorted positions j..m-1 of row i
-    suffix = np.zeros((n, m + 1), dtype=np.int64)
-    suffix[:, :m] = np.cumsum(hits[:, ::-1], axis=1)[:, ::-1]
-    offset = 2.0 * np.arange(n)
-    flat = (scores + offset[:, None]).ravel()
-    first = np.searchsorted(flat, grid[:, None] + offset[None, :], side="left") - (np.arange(n) * m)[None, :]
-    n_pred = m - first
-    tp = suffix[np.arange(n)[None, :], first]
-    return n_pred, tp
+    n, g = scores.shape[0], len(grid)
+    jaccard_sum, count_sum = np.zeros(g), np.zeros(g)
+    for start in range(0, n, 4096):  # chunks keep the [rows, G] histograms small
+        rows = slice(start, min(n, start + 4096))
+        y, k = y_true[rows], min(n, start + 4096) - start
+        bins = np.searchsorted(grid, scores[rows], side="right")  # predicted at grid[j] iff j < bin
+        keys = (np.arange(k)[:, None] * (g + 1) + bins).ravel()
+        hist = np.bincount(keys, minlength=k * (g + 1)).reshape(k, g + 1)
+        hits = np.bincount(keys, weights=y.ravel(), minlength=k * (g + 1)).reshape(k, g + 1)
+        n_pred = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1][:, 1:]  # [rows, G]: bins above j
+        tp = np.cumsum(hits[:, ::-1], axis=1)[:, ::-1][:, 1:]
+        union = y.sum(1)[:, None] + n_pred - tp
+        jaccard_sum += np.where(union > 0, tp / np.maximum(union, 1), 1.0).sum(0)
+        count_sum += n_pred.sum(0)
+    return jaccard_sum / n, count_sum / n
 
 
 def _pick(jaccard: np.ndarray, count: np.ndarray, target: float, tol: float) -> int:
@@ -360,28 +355,21 @@ def tune_threshold(y_true, probs, per_med: bool = False, count_tol: float = 0.10
         return np.full(probs.shape[1], 0.5) if per_med else 0.5
     target = float(y_true.sum(1).mean())
     grid = _grid(probs)
-    n_pred, tp = _counts_at(y_true, probs, grid)
-    n_true = y_true.sum(1)[None, :]
-    union = n_true + n_pred - tp
-    jac = np.where(union > 0, tp / np.maximum(union, 1), 1.0).mean(1)
-    glob = float(grid[_pick(jac, n_pred.mean(1), target, count_tol)])
+    glob = float(grid[_pick(*_jaccard_and_count(y_true, probs, grid), target, count_tol)])
     if not per_med:
         return glob
     thresholds = np.full(probs.shape[1], glob)
     for col in np.flatnonzero(y_true.sum(0) >= min_pos):
-        pred = probs[:, col][None, :] >= grid[:, None]
-        tp_c = (pred & y_true[:, col][None, :]).sum(1)
-        f1 = 2 * tp_c / (pred.sum(1) + y_true[:, col].sum())
+        order = np.argsort(probs[:, col], kind="stable")
+        suffix = np.append(np.cumsum(y_true[order[::-1], col])[::-1], 0)  # positives at sorted index >= j
+        first = np.searchsorted(probs[order, col], grid, side="left")
+        f1 = 2 * suffix[first] / (len(order) - first + suffix[0])
         thresholds[col] = grid[int(np.argmax(f1))]
+    # probs >= t + δ  <=>  probs − t >= δ: the shift is a global threshold on the margins
     shifts = np.round(np.arange(-0.5, 0.5001, 0.01), 2)
-    jac_s, count_s = np.empty(shifts.size), np.empty(shifts.size)
-    for k, delta in enumerate(shifts):
-        pred = probs >= np.clip(thresholds + delta, 0.001, 1.0)
-        jac_s[k] = jaccard_per_sample(y_true, pred).mean()
-        count_s[k] = pred.sum(1).mean()
-    # prefer no shift when it is as good: search from δ = 0 outwards
-    order = np.argsort(np.abs(shifts), kind="stable")
-    best = order[_pick(jac_s[order], count_s[order], target, count_tol)]
+    jaccard, count = _jaccard_and_count(y_true, probs - thresholds, shifts)
+    order = np.argsort(np.abs(shifts), kind="stable")  # prefer no shift when it is as good
+    best = order[_pick(jaccard[order], count[order], target, count_tol)]
     return np.clip(thresholds + shifts[best], 0.001, 1.0)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from leader import __version__
 from leader.errors import LeaderError
 from leader.io import read_json, write_text
-from leader.metrics import GROUPS, format_table
+from leader.metrics import GROUPS
 from leader.runinfo import read_run
 
 PLOTTED = (("jaccard_samples", "Jaccard"), ("pr_auc_samples", "PR-AUC"), ("ddi_score", "DDI rate"))
@@ -164,6 +164,9 @@ def _counts(plt, runs: list[_Run], cfg: ReportConfig) -> str | None:
     ax.hist(truth, bins=bins, histtype="stepfilled", alpha=0.25, color="black", label=f"true (mean {truth.mean():.1f})")
     for name, counts in series:
         ax.hist(counts, bins=bins, histtype="step", linewidth=1.6, label=f"{name} (mean {counts.mean():.1f})")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(f"medications per visit ({cfg.split} split)")
     ax.set_ylabel("visits")
     ax.legend(fontsize=7)
@@ -202,20 +205,40 @@ def _fmt(value, digits: int) -> str:
     return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:,.{digits}f}"
 
 
-def _markdown_table_html(markdown: str) -> str:
-    lines = [line for line in markdown.strip().splitlines() if line.startswith("|")]
-    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
-    cells = [row for row in cells if not all(set(c) <= set("-: ") for c in row)]
-    if not cells:
-        return ""
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cells[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells[1:])
-    return f"<table><tr>{head}</tr>{body}</table>"
+COLUMNS = (
+    ("jaccard_samples", "Jaccard"),
+    ("f1_samples", "F1"),
+    ("pr_auc_samples", "PR-AUC"),
+    ("ddi_score", "DDI rate"),
+)
+
+
+def _results_html(runs: list[_Run], split: str) -> str:
+    """One table per group (overall / single / multi): models as rows, mean ± std cells."""
+    parts = []
+    for group in GROUPS:
+        head = "<tr><th>model</th>" + "".join(f"<th>{label}</th>" for _, label in COLUMNS)
+        head += "<th>meds predicted / true</th><th>visits</th></tr>"
+        rows = []
+        for run in runs:
+            table = (run.metrics.get(split) or {}).get(group) or {"n": 0}
+            cells = [html.escape(run.name)]
+            for key, _ in COLUMNS:
+                mean, std = _value(table, key) if table.get("n") else (np.nan, 0.0)
+                cells.append("—" if np.isnan(mean) else f"{mean:.4f} ± {std:.4f}")
+            if table.get("n"):
+                cells.append(f"{table['pred_count']['value']:.2f} / {table['true_count']['value']:.2f}")
+            else:
+                cells.append("—")
+            cells.append(str(table.get("n", 0)))
+            rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        parts.append(f"<h3>{group}</h3><table>{head}{''.join(rows)}</table>")
+    return "".join(parts)
 
 
 STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
-h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;padding:0 1rem;max-width:1100px;color:#222}
+h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}h3{font-size:.95rem;margin:.8rem 0 .2rem}
 table{border-collapse:collapse;font-size:.8rem;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.25rem .45rem;
 text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}img{max-width:100%}.meta{color:#666;font-size:.85rem}
 """
@@ -233,14 +256,13 @@ def run(cfg: ReportConfig) -> Path:
     if not cfg.runs:
         raise LeaderError("give at least one run folder to report on")
     runs = [_load(Path(folder)) for folder in cfg.runs]
-    tables = {r.name: r.metrics for r in runs}
     sections = [f"<h1>{html.escape(cfg.title)}</h1>"]
     hashes = sorted({r.record.get("dataset", {}).get("sha256", "")[:12] for r in runs})
     sections.append(
         f"<p class=meta>leader {__version__} · {datetime.date.today().isoformat()} · "
         f"dataset sha256 {', '.join(hashes)} · metrics on the {cfg.split} split, mean ± std over 10 bootstrap rounds of 80%</p>"
     )
-    sections.append("<h2>Results</h2>" + _markdown_table_html(format_table(tables, split=cfg.split)))
+    sections.append("<h2>Results</h2>" + _results_html(runs, cfg.split))
     sections.append(f"<h2>Models compared</h2><img alt='model comparison' src='{_bars(plt, runs, cfg.split)}'>")
     counts = _counts(plt, runs, cfg)
     if counts:

@@ -69,13 +69,27 @@ class EncodedSamples:
         return {k: torch.from_numpy(np.ascontiguousarray(a)) for k, a in out.items()}
 
 
+def length_batches(n_visits: np.ndarray, batch_size: int, rng: np.random.Generator, pool: int = 32) -> list[np.ndarray]:
+    """Shuffled batches of samples with similar visit counts: shuffle, sort each pool of
+    `pool` batches by visit count, cut, shuffle the batches. A batch is padded to its longest
+    sample, and one 8-visit patient among 1-visit ones would multiply the work of the batch."""
+    order = rng.permutation(len(n_visits))
+    batches = []
+    for start in range(0, len(order), batch_size * pool):
+        chunk = order[start : start + batch_size * pool]
+        chunk = chunk[np.argsort(n_visits[chunk], kind="stable")]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
 @torch.no_grad()
 def predict(model: Student, data: EncodedSamples, batch_size: int = 512) -> np.ndarray:
     """Probabilities [N, M] of an encoded set (model put in eval mode)."""
     model.eval()
     out = np.zeros(data.targets.shape, dtype=np.float32)
+    order = np.argsort(data.n_visits, kind="stable")
     for start in range(0, len(data), batch_size):
-        idx = np.arange(start, min(start + batch_size, len(data)))
+        idx = order[start : start + batch_size]
         batch = data.batch(idx)
         out[idx] = torch.sigmoid(model(*(batch[k] for k in INPUTS))).numpy()
     return out
@@ -166,8 +180,16 @@ def _save_state(partial: Path, model, best, optimizer, progress: dict, history: 
 
 def run(cfg: DistillConfig) -> Path:
     """Train a student as `cfg` says and write its folder; returns the folder."""
+    threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    try:
+        return _run(cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(cfg: DistillConfig) -> Path:
     out = Path(cfg.out)
     partial = out.with_name(out.name + ".partial")
     dataset = load_dataset(cfg.data)
@@ -223,11 +245,9 @@ def run(cfg: DistillConfig) -> Path:
         started = time.perf_counter()
         model.train()
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout: same draws whether resumed or not
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(len(train))
+        batches = length_batches(train.n_visits, cfg.batch_size, np.random.default_rng([cfg.seed, epoch]))
         sums: dict[str, float] = {}
-        steps = range(0, len(order), cfg.batch_size)
-        for start in tqdm(steps, desc=f"epoch {epoch + 1}", leave=False, file=sys.stderr, disable=not cfg.progress):
-            idx = order[start : start + cfg.batch_size]
+        for idx in tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, file=sys.stderr, disable=not cfg.progress):
             batch = train.batch(idx)
             outputs = model.encode(*(batch[k] for k in INPUTS), labels=batch["targets"] if cfg.use_align else None)
             projected = target = None

@@ -99,6 +99,7 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
     """Dequantise a GGUF into a safetensors folder (fp32 weights + tokenizer), atomically."""
     from transformers import AutoModel, AutoTokenizer
 
+    _quiet()
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
         model = AutoModel.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
@@ -128,6 +129,7 @@ def load_backbone(backbone: Backbone, quantize: str | None = None, dtype=None):
     import torch
     from transformers import AutoModel, AutoTokenizer
 
+    _quiet()
     kwargs = {"local_files_only": True, "use_safetensors": True, "dtype": dtype or torch.float32}
     if quantize is not None:
         kwargs["quantization_config"] = _bnb_config(quantize)
@@ -173,6 +175,19 @@ def bf16_supported() -> bool:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def _quiet() -> None:
+    """No per-tensor progress bars or deprecation chatter from transformers/peft while loading."""
+    import logging
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
 def _first_line(err: Exception) -> str:

@@ -125,3 +125,18 @@ class TeachConfig:
         """Option names whose values differ and matter for resuming."""
         mine, theirs = self.to_dict(), other.to_dict()
         return [k for k in mine if k not in RESUMABLE and mine[k] != theirs.get(k)]
+
+
+def field_docs(cls=TeachConfig) -> dict[str, str]:
+    """The docstring under each field of a config dataclass (for --help), read from the source."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body
+    docs = {}
+    for node, after in zip(body, body[1:], strict=False):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs

@@ -26,7 +26,12 @@ def runs(rule_dataset_path, tmp_path_factory):
 
 def test_run_folders_explain_themselves(runs, rule_dataset_path):
     assert sorted(p.name for p in runs["frequency"].iterdir()) == ["metrics.json", "model.npz", "run.json"]
-    assert sorted(p.name for p in runs["logistic"].iterdir()) == ["features.json", "metrics.json", "model.npz", "run.json"]
+    assert sorted(p.name for p in runs["logistic"].iterdir()) == [
+        "features.json",
+        "metrics.json",
+        "model.npz",
+        "run.json",
+    ]
     record = read_json(runs["logistic"] / "run.json")
     manifest = read_json(rule_dataset_path / "manifest.json")
     assert record["kind"] == "baseline" and record["name"] == "logistic"
@@ -50,6 +55,17 @@ def test_logistic_clearly_beats_frequency(runs):
     assert jac["frequency"] <= 0.6
     counts = read_json(runs["logistic"] / "metrics.json")["test"]["overall"]
     assert abs(counts["pred_count"]["value"] - counts["true_count"]["value"]) <= 0.5
+
+
+def test_logistic_beats_frequency_on_the_synthetic_cohort(tmp_path):
+    from leader.data.synth import synthesize
+
+    data = synthesize(tmp_path / "synth", 600, seed=1)
+    jac = {}
+    for method in ("frequency", "logistic"):
+        out = run(BaselineConfig(data=data, out=tmp_path / method, method=method))
+        jac[method] = read_json(out / "metrics.json")["test"]["overall"]["jaccard_samples"]["value"]
+    assert jac["logistic"] > jac["frequency"] + 0.05, jac
 
 
 def test_frequency_probabilities_are_training_frequencies(runs, rule_dataset_path):
@@ -113,6 +129,7 @@ def test_gradient_matches_dense_formula():
 def test_per_med_and_target_last(rule_dataset_path, tmp_path):
     out = run(BaselineConfig(data=rule_dataset_path, out=tmp_path / "pm", per_med=True, target="last"))
     record = read_json(out / "run.json")
+    assert record["name"] == "logistic (per-med)"
     assert isinstance(record["thresholds"], list) and len(record["thresholds"]) == len(MEDS)
     assert record["split"]["target"] == "last"
     assert read_json(out / "metrics.json")["test"]["single"]["n"] >= 1

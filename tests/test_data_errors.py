@@ -180,3 +180,8 @@ def test_mimic4_missing_hosp_folder(capsys, tmp_path):
 
 def test_synth_bad_format(capsys, tmp_path):
     run_fails(capsys, tmp_path, ["synth", "--patients", "5", "--format", "mimic5"], "--format must be one of")
+
+
+def test_synth_raw_folder_exists(capsys, tmp_path):
+    (tmp_path / "raw").mkdir()
+    run_fails(capsys, tmp_path, ["synth", "--patients", "5", "--raw", str(tmp_path / "raw")], "--raw")

@@ -77,13 +77,17 @@ def test_evaluate_run_refuses_another_dataset(runs, other_dataset_path, tmp_path
 
 
 def test_external_run_evaluates_any_dataset_whole(rule_dataset_path, other_dataset_path, tmp_path):
-    folder = run(BaselineConfig(data=rule_dataset_path, out=tmp_path / "ext", split="external", external_data=other_dataset_path))
+    folder = run(
+        BaselineConfig(data=rule_dataset_path, out=tmp_path / "ext", split="external", external_data=other_dataset_path)
+    )
     assert read_json(folder / "run.json")["split"]["external"] == str(other_dataset_path)
     result = evaluate_run(folder, other_dataset_path)
     stored = read_json(folder / "metrics.json")["test"]
     for group, table in result["metrics"]["test"].items():
         # DDI pairs come from the dataset evaluated on (here 1 pair; the training dataset has 2)
-        assert {k: v for k, v in table.items() if k != "ddi_score"} == {k: v for k, v in stored[group].items() if k != "ddi_score"}
+        assert {k: v for k, v in table.items() if k != "ddi_score"} == {
+            k: v for k, v in stored[group].items() if k != "ddi_score"
+        }
     assert result["metrics"]["test"]["overall"]["n"] == len(make_samples(load_dataset(other_dataset_path)))
     with pytest.raises(LeaderError, match="needs the dataset it was trained on"):
         evaluate_run(folder, other_dataset_path, split="val")
@@ -109,7 +113,10 @@ def test_predict_run_dispatches_on_kind(rule_dataset_path, tmp_path, monkeypatch
     probs = predict_run(folder, test, dataset)
     assert probs.shape == (len(test), len(MEDS)) and calls == [(folder, len(test), dataset.sha256)]
     result = evaluate_run(folder, rule_dataset_path)
-    assert result["name"] == "teacher (stand-in)" and result["metrics"]["test"]["overall"]["jaccard_samples"]["value"] == 1.0
+    assert (
+        result["name"] == "teacher (stand-in)"
+        and result["metrics"]["test"]["overall"]["jaccard_samples"]["value"] == 1.0
+    )
 
     def wrong_shape(run_dir, samples, ds):
         return np.zeros((len(samples), 2))

@@ -1,7 +1,8 @@
-"""`leader export --onnx`: dynamic shapes, parity with torch, metadata, int8 check.
+"""`leader export --onnx`: dynamic shapes, parity with torch, metadata, the int8 check.
 
-The student folder fixture is built here (random tiny Student, real Encoder on the rule dataset,
-every file `leader distill` writes); the export runs once per session (~15 s) and is shared.
+The chain (`chain`) runs once per session on the rule dataset: `leader distill --no-teacher` (tiny
+student, ~10 s) then `leader export --onnx --int8 --force` (~15-30 s); tests here and in
+test_runtime*.py share its files.
 """
 
 from __future__ import annotations
@@ -9,75 +10,142 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import pytest
 
-from leader.cohort import load_dataset
+from leader.cli import main
 from leader.encoding import Encoder
 from leader.errors import LeaderError
-from leader.export.runtime import FORMAT_VERSION, INPUTS, PREFIX
-from leader.samples import split_samples
+from leader.export.onnx_export import PARITY_TOL, max_parity_error, parity_cases
+from leader.export.quantize import quantize_checked
+from leader.export.runtime import PREFIX, Recommender
+from leader.io import read_json
+from tests.conftest import rule_patients
 
-pytestmark = pytest.mark.filterwarnings("ignore")  # the exporter's FutureWarnings are not ours
+
+_CHAIN: dict = {}
 
 
-def make_student_dir(out, dataset_path, thresholds=0.5, seed=0):
-    """A student folder as `leader distill --out` writes it, with a random tiny model."""
-    import torch
-
-    from leader.io import write_json
-    from leader.metrics import ddi_index, evaluate, labels_matrix, single_mask
-    from leader.runinfo import write_run
-    from leader.student.io import save_weights
-    from leader.student.model import Student, StudentConfig, tensors
-
-    torch.manual_seed(seed)
-    dataset = load_dataset(dataset_path)
-    split = {"how": "random", "seed": 0, "target": "all"}
-    parts = split_samples(dataset, split["how"], split["seed"], split["target"])
-    encoder = Encoder.fit(parts["train"], dataset.medications, max_visits=8, max_codes=40)
-    cfg = StudentConfig(
-        n_diagnoses=len(encoder.vocabs["diagnoses"]),
-        n_procedures=len(encoder.vocabs["procedures"]),
-        n_medications=len(encoder.vocabs["medications"]),
-        n_profile=len(encoder.vocabs["profile"]),
-        n_labels=len(dataset.medications),
-        dim=16,
-        hidden=32,
-        heads=2,
-        max_visits=encoder.max_visits,
-    )
-    model = Student(cfg).eval()
-    out.mkdir(parents=True)
-    save_weights(model, out / "model.safetensors")
-    write_json(out / "config.json", {"student": cfg.to_dict(), "train": {"epochs": 0, "seed": seed}})
-    write_json(out / "encoder.json", encoder.to_dict())
-    (out / "ddi.csv").write_text("med_a,med_b\n" + "".join(f"{a},{b}\n" for a, b in dataset.ddi))
-    tables = {}
-    for name in ("val", "test"):
-        samples = parts[name]
-        with torch.inference_mode():
-            probs = torch.sigmoid(model(*tensors(encoder.encode_samples(samples)))).numpy()
-        tables[name] = evaluate(labels_matrix(samples, dataset.medications), probs, thresholds,
-                                single_mask(samples), ddi_index(dataset.ddi, dataset.medications))
-    write_json(out / "metrics.json", tables)
-    write_run(out, "student", "student (random)", dataset, split, thresholds, {"seed": seed})
-    return out
+def chain(tmp_path_factory, rule_dataset_path):
+    """(student folder, model.onnx): `leader distill --no-teacher` (a real, tiny student) then
+    `leader export --onnx --int8 --force`; built once per session whichever module asks first."""
+    if not _CHAIN:
+        student = tmp_path_factory.mktemp("student") / "student"
+        argv = ["distill", "--data", str(rule_dataset_path), "--out", str(student), "--no-teacher", "--epochs", "30",
+                "--dim", "16", "--hidden", "32", "--heads", "2", "--no-progress"]
+        assert main(argv) == 0
+        path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+        assert main(["export", "--onnx", "--student", str(student), "--out", str(path), "--int8", "--force"]) == 0
+        _CHAIN.update(student=student, onnx=path)
+    return _CHAIN["student"], _CHAIN["onnx"]
 
 
 @pytest.fixture(scope="session")
 def student_dir(tmp_path_factory, rule_dataset_path):
-    return make_student_dir(tmp_path_factory.mktemp("student") / "student", rule_dataset_path)
+    return chain(tmp_path_factory, rule_dataset_path)[0]
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory, student_dir):
-    """(model, encoder, path of the fp32 ONNX file with its metadata) for the fixture student."""
-    from leader.export.onnx_export import build_metadata, save_checked, set_metadata, to_onnx
+def exported(tmp_path_factory, rule_dataset_path):
+    return chain(tmp_path_factory, rule_dataset_path)[1]
+
+
+def test_export_writes_two_checked_files_with_dynamic_axes(exported):
+    assert sorted(p.name for p in exported.parent.iterdir()) == ["model.int8.onnx", "model.onnx"]
+    for path in (exported, exported.with_name("model.int8.onnx")):
+        onnx.checker.check_model(str(path), full_check=True)
+    graph = onnx.load(str(exported)).graph
+    dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
+    assert dims["visit_mask"] == ["batch", "visits"]
+    assert dims["profile"] == ["batch", "profile_tokens"]
+    code_axes = [dims[k][2] for k in ("diagnoses", "procedures", "medications")]
+    assert all(dims[k][:2] == ["batch", "visits"] for k in ("diagnoses", "procedures", "medications"))
+    assert len(set(code_axes)) == 3 and all(isinstance(a, str) for a in code_axes)  # each its own axis
+    assert [d.dim_param or d.dim_value for d in graph.output[0].type.tensor_type.shape.dim][0] == "batch"
+    assert not any(n.metadata_props for n in graph.node)  # no stack traces / machine paths inside
+
+
+def test_parity_with_torch_on_shapes_unlike_the_example(exported, student_dir):
     from leader.student import load_student
 
-    model, encoder, record = load_student(student_dir)
-    proto = to_onnx(model, encoder)
-    set_metadata(proto, build_metadata(record, encoder, {"C07A": "beta blocking agents"}, [("B01A", "C07A")], {"test": {}}))
-    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    save_checked(proto, path)
-    return model, encoder, path
+    model, encoder, _ = load_student(student_dir)
+    cases = parity_cases(encoder)
+    shapes = [(a["visit_mask"].shape, tuple(a[k].shape[2] for k in ("diagnoses", "procedures", "medications"))) for a in cases]
+    assert {s[0][0] for s in shapes} == {1, 7, 256} and {1, 40} <= {s[0][1] for s in shapes}
+    assert {1, 50} <= {w for s in shapes for w in s[1]}
+    real = cases[1]["visit_mask"] > 0
+    assert ((cases[1]["procedures"].max(-1) == 0) & real).any()  # real visits with no codes of a type
+    assert max_parity_error(model, exported, cases) <= PARITY_TOL
+    # and through the encoder, on real patients (mixed history lengths in one batch)
+    patients = rule_patients(40, seed=3)
+    arrays = encoder.encode([p["profile"] for p in patients], [p["visits"] for p in patients])
+    assert max_parity_error(model, exported, [arrays]) <= PARITY_TOL
+
+
+def test_metadata_describes_the_model_and_no_patient(exported, student_dir, rule_dataset_path):
+    meta = Recommender(exported).meta
+    run = read_json(student_dir / "run.json")
+    assert meta["encoder"] == read_json(student_dir / "encoder.json")
+    assert meta["thresholds"] == run["thresholds"]
+    assert meta["dataset_sha256"] == run["dataset"]["sha256"] != ""
+    assert meta["metrics"] == read_json(student_dir / "metrics.json")["test"]
+    assert meta["medication_names"]["C07A"] == "beta blocking agents"  # titles from the dataset's vocab.json
+    assert sorted(map(sorted, meta["ddi"])) == [["B01A", "C07A"], ["B01A", "N02B"]]
+    assert {"leader", "onnxruntime", "torch"} <= set(meta["versions"]["export"])
+    assert meta["model"]["precision"] == "fp32"
+    text = json.dumps({p.key: p.value for p in onnx.load(str(exported)).metadata_props})
+    for patient in rule_patients():
+        assert f'"{patient["patient_id"]}"' not in text.replace("\\", "")
+        assert patient["visits"][0]["time"] not in text
+    assert str(rule_dataset_path) not in text  # no local paths either
+
+
+def test_int8_twin_is_smaller_close_and_says_how_it_was_checked(exported):
+    fp32, int8 = Recommender(exported), Recommender(exported.with_name("model.int8.onnx"))
+    q = int8.meta["quantization"]
+    assert q["val_samples"] > 0 and q["jaccard_drop"] == pytest.approx(q["val_jaccard_fp32"] - q["val_jaccard_int8"], abs=1e-5)
+    assert int8.meta["model"]["precision"] == "int8" and int8.meta["encoder"] == fp32.meta["encoder"]
+    assert exported.with_name("model.int8.onnx").stat().st_size < exported.stat().st_size
+    patients = rule_patients(20, seed=5)
+    a, b = fp32.predict_arrays(fp32.encode(patients)), int8.predict_arrays(int8.encode(patients))
+    assert np.abs(a - b).max() < 0.1
+
+
+def test_int8_refused_above_max_drop_leaves_no_file(exported, student_dir, rule_dataset_path, tmp_path):
+    meta = {PREFIX + k: json.dumps(v) for k, v in Recommender(exported).meta.items()}
+    record = read_json(student_dir / "run.json")
+    out = tmp_path / "m.int8.onnx"
+    with pytest.raises(LeaderError, match="--force"):  # any drop is above a negative limit
+        quantize_checked(exported, out, meta, record, rule_dataset_path, max_drop=-1.0)
+    assert list(tmp_path.iterdir()) == []
+    check = quantize_checked(exported, out, meta, record, rule_dataset_path, max_drop=-1.0, force=True)
+    assert check["forced"] and out.is_file()
+
+
+def test_export_refuses_bad_input_before_writing(student_dir, tmp_path, capsys):
+    assert main(["export", "--onnx", "--student", str(tmp_path / "nope"), "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "run folder not found" in capsys.readouterr().err
+    assert main(["export", "--onnx", "--student", str(student_dir), "--out", str(tmp_path / "m.bin")]) == 2
+    assert "--out must end in .onnx" in capsys.readouterr().err
+    moved = tmp_path / "student"  # the student without a reachable dataset: --int8 cannot check accuracy
+    moved.mkdir()
+    for f in student_dir.iterdir():
+        if f.is_file():
+            (moved / f.name).write_bytes(f.read_bytes())
+    run = read_json(moved / "run.json")
+    run["dataset"]["path"] = str(tmp_path / "gone")
+    (moved / "run.json").write_text(json.dumps(run))
+    assert main(["export", "--onnx", "--student", str(moved), "--out", str(tmp_path / "m.onnx"), "--int8"]) == 2
+    assert "pass --data DIR" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["student"]
+
+
+def test_encoder_roundtrip_matches_runtime_encoding(exported, student_dir):
+    """The runtime reads the current visit's medications as nothing, as training did."""
+    rec = Recommender(exported)
+    encoder = Encoder.from_dict(read_json(student_dir / "encoder.json"))
+    patients = rule_patients(10, seed=9)
+    ours = rec.encode(patients)
+    theirs = encoder.encode([p["profile"] for p in patients], [p["visits"] for p in patients])
+    for key in ours:
+        np.testing.assert_array_equal(ours[key], theirs[key])

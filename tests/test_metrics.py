@@ -125,6 +125,17 @@ def test_evaluate_empty_group_and_bad_input():
         M.evaluate(Y, Y[:3], 0.5, np.zeros(4, bool), [])
 
 
+def test_jaccard_and_count_match_brute_force():
+    rng = np.random.default_rng(5)
+    y = rng.random((50, 9)) < 0.3
+    probs = np.round(rng.random((50, 9)), 2)  # ties with the grid values
+    grid = np.array([0.0, 0.1, 0.25, 0.5, 0.77, 1.0])
+    jaccard, count = M._jaccard_and_count(y, probs, grid)
+    for k, t in enumerate(grid):
+        assert jaccard[k] == pytest.approx(M.jaccard_samples(y, probs >= t))
+        assert count[k] == pytest.approx(M.pred_count(probs >= t))
+
+
 def test_tune_threshold_picks_the_exact_cut():
     y = np.array([[1, 1, 0], [1, 0, 0]])
     probs = np.array([[0.9, 0.6, 0.3], [0.8, 0.4, 0.2]])
@@ -171,7 +182,9 @@ def test_helpers_on_samples(hand_dataset):
     samples = make_samples(hand_dataset)
     y = M.labels_matrix(samples, hand_dataset.medications)
     assert y.shape == (7, 6) and y.sum() == 10  # 2 + 1 + 2 + 3 + 1 + 1 + 0 medications
-    assert y[samples.index(next(s for s in samples if s.sample_id == "1:2")), hand_dataset.medications.index("B01A")] == 1
+    assert (
+        y[samples.index(next(s for s in samples if s.sample_id == "1:2")), hand_dataset.medications.index("B01A")] == 1
+    )
     assert M.single_mask(samples).tolist() == [True, True, False, False, True, True, False]
     meds = hand_dataset.medications
     assert M.ddi_index([("C07A", "B01A"), ("B01A", "C07A"), ("C07A", "ZZZ")], meds) == [

@@ -22,7 +22,7 @@ FILES = {"run.json", "config.json", "encoder.json", "model.safetensors", "ddi.cs
 
 
 def _cfg(data, out, **kw) -> DistillConfig:
-    base = dict(no_teacher=True, epochs=6, patience=50, batch_size=16, dim=16, hidden=32, heads=2, progress=False)
+    base = dict(no_teacher=True, epochs=6, patience=50, batch_size=16, dim=16, hidden=32, heads=2, progress=False, threads=1)
     return DistillConfig(data=str(data), out=str(out), **{**base, **kw})
 
 
@@ -124,7 +124,7 @@ def test_interrupted_run_resumes_to_the_same_weights(rule_dataset_path, tmp_path
 
     a, _, _ = load_student(straight)
     b, _, _ = load_student(resumed)
-    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         torch.testing.assert_close(x, y, msg=name)
     log = (resumed / "metrics.jsonl").read_text().splitlines()
     assert len(log) == 6 and not partial.exists()
@@ -135,7 +135,7 @@ def test_interrupted_run_resumes_to_the_same_weights(rule_dataset_path, tmp_path
 
 
 def test_cli_bad_input_exits_2(rule_dataset_path, hand_dataset, tmp_path, capsys, trained):
-    base = ["distill", "--data", str(rule_dataset_path), "--epochs", "1", "--no-progress"]
+    base = ["distill", "--data", str(rule_dataset_path), "--epochs", "1", "--no-progress", "--threads", "1"]
     cases = [
         (base + ["--out", str(trained), "--no-teacher"], "already exists"),
         (base + ["--out", str(tmp_path / "x"), "--no-teacher", "--resume"], "nothing to resume"),

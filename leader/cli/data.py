@@ -18,11 +18,13 @@ _DDI = "CSV of interacting medication-label pairs with a header (e.g. ddi_atc3_p
 
 
 def _done(path: Path) -> None:
-    from leader.data.stats import dataset_stats
+    """One summary line from the manifest (cheap: the cohort is not read again)."""
+    from leader.io import read_json
 
-    stats = dataset_stats(path)
-    typer.echo(f"wrote {path}: {stats['patients']:,} patients, {stats['visits']:,} visits, "
-               f"{stats['medication_labels']} medication labels ({stats['medication_coding']})")
+    manifest = read_json(path / "manifest.json", "manifest")
+    counts = manifest["counts"]
+    typer.echo(f"wrote {path}: {counts['patients']:,} patients, {counts['visits']:,} visits, "
+               f"{counts['medications']} medication labels ({manifest.get('medication_coding', '')})")
 
 
 @data_app.command("mimic3")

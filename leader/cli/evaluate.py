@@ -27,12 +27,14 @@ def baseline(
     method: Annotated[str, typer.Option(help="frequency (top-K training medications) or logistic.")] = "logistic",
     split: Annotated[str, typer.Option(help="random (by patient 8:1:1), temporal or external.")] = "random",
     seed: Annotated[int, typer.Option(help="Seed of the split and of training.")] = 0,
-    target: Annotated[str, typer.Option(help="all (one sample per visit) or last (each patient's last visit).")] = "all",
+    target: Annotated[
+        str, typer.Option(help="all (one sample per visit) or last (each patient's last visit).")
+    ] = "all",
     external_data: Annotated[Path | None, typer.Option(help="With --split external: the dataset to test on.")] = None,
     per_med: Annotated[bool, typer.Option("--per-med", help="logistic: one threshold per medication.")] = False,
     epochs: Annotated[int, typer.Option(help="logistic: most epochs (early stopping on validation loss).")] = 100,
     lr: Annotated[float, typer.Option(help="logistic: Adam learning rate.")] = 0.05,
-    l2: Annotated[float, typer.Option(help="logistic: L2 weight.")] = 1e-4,
+    l2: Annotated[float, typer.Option(help="logistic: L2 weight.")] = 1e-6,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap rounds (80% each) for mean ± std.")] = 10,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out folder.")] = False,
 ) -> None:

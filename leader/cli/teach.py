@@ -1,5 +1,101 @@
-"""`leader` commands of this stage (registered on the shared app)."""
+"""`leader teach`: train the teacher; `leader teach features`: cache its features for distillation.
+
+    leader teach --data runs/data/synth --out runs/teacher [--max-minutes 20]
+    leader teach features --teacher runs/teacher --data runs/data/synth
+
+Options map one to one onto `leader.teacher.config.TeachConfig` (their help is the field's
+docstring). torch and transformers are imported only when a command runs.
+"""
 
 from __future__ import annotations
 
-from leader.cli.app import app  # noqa: F401
+from pathlib import Path
+
+import typer
+
+from leader.cli.app import app
+from leader.errors import LeaderError
+from leader.teacher.config import TeachConfig, field_docs
+
+_DOCS = field_docs(TeachConfig)
+_DEFAULTS = {name: f.default for name, f in TeachConfig.__dataclass_fields__.items()}
+
+teach_app = typer.Typer(
+    help="Train the teacher (a LoRA-tuned LLM with a medication head) or cache its features (`features`).",
+)
+app.add_typer(teach_app, name="teach")
+
+
+def _opt(name: str, **kwargs):
+    default = kwargs.pop("default", _DEFAULTS.get(name))
+    return typer.Option(default, help=_DOCS.get(name, ""), **kwargs)
+
+
+@teach_app.callback(invoke_without_command=True)
+def teach(
+    ctx: typer.Context,
+    data: Path | None = _opt("data", default=None),
+    out: Path | None = _opt("out", default=None),
+    base_model: str = _opt("base_model"),
+    quantize: str | None = _opt("quantize"),
+    precision: str = _opt("precision"),
+    lora_r: int = _opt("lora_r"),
+    lora_alpha: int = _opt("lora_alpha"),
+    lora_dropout: float = _opt("lora_dropout"),
+    target_modules: str = _opt("target_modules", default=",".join(_DEFAULTS["target_modules"])),
+    max_tokens: int = _opt("max_tokens"),
+    max_history: int = _opt("max_history"),
+    notes: bool = _opt("notes"),
+    split: str = _opt("split"),
+    seed: int = _opt("seed"),
+    target: str = _opt("target"),
+    external_data: Path | None = _opt("external_data"),
+    epochs: float = _opt("epochs"),
+    max_steps: int | None = _opt("max_steps"),
+    batch_size: int = _opt("batch_size"),
+    grad_accum: int = _opt("grad_accum"),
+    lr: float = _opt("lr"),
+    head_lr: float = _opt("head_lr"),
+    weight_decay: float = _opt("weight_decay"),
+    warmup: float = _opt("warmup"),
+    eval_every: int = _opt("eval_every"),
+    patience: int = _opt("patience"),
+    max_minutes: float | None = _opt("max_minutes"),
+    eval_batch_size: int = _opt("eval_batch_size"),
+    resume: bool = _opt("resume"),
+    progress: bool = _opt("progress"),
+) -> None:
+    """Train a teacher on a prepared dataset (writes adapter, head, teacher.json, metrics, run.json)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if data is None or out is None:
+        raise LeaderError("leader teach needs --data DIR (a prepared dataset) and --out DIR (the new run folder)")
+    modules = tuple(m.strip() for m in target_modules.split(",") if m.strip())
+    cfg = TeachConfig(
+        data=data, out=out, base_model=base_model, quantize=quantize, precision=precision, lora_r=lora_r,
+        lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=modules, max_tokens=max_tokens,
+        max_history=max_history, notes=notes, split=split, seed=seed, target=target, external_data=external_data,
+        epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, head_lr=head_lr,
+        weight_decay=weight_decay, warmup=warmup, eval_every=eval_every, patience=patience, max_minutes=max_minutes,
+        eval_batch_size=eval_batch_size, resume=resume, progress=progress,
+    )
+    from leader.teacher.train import run
+
+    run(cfg)
+
+
+@teach_app.command("features")
+def features(
+    teacher: Path = typer.Option(..., help="Teacher run folder (made by `leader teach`)."),
+    data: Path = typer.Option(..., help="Prepared dataset whose samples get features (every split)."),
+    batch_size: int = typer.Option(16, help="Samples per forward pass."),
+    progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
+) -> None:
+    """Compute (once) the teacher's pooled hidden states and logits of every sample of a dataset."""
+    if batch_size <= 0:
+        raise LeaderError("--batch-size must be positive")
+    from leader.cohort import load_dataset
+    from leader.teacher.features import ensure_features
+
+    folder = ensure_features(teacher, load_dataset(data), batch_size=batch_size, progress=progress)
+    print(folder)

@@ -70,9 +70,9 @@ def assemble(tables: Tables, out: Path, coding: str, top_meds: int, ddi: list[tu
              options: dict, extra: dict, overwrite: bool = False) -> Path:
     """Apply the cleaning rules and write the prepared dataset; return its path."""
     adm = tables.admissions
-    known = set(tables.patients.to_list())
+    known = tables.patients.unique()
     reasons: Counter = Counter()
-    adm = adm.with_columns(pl.col("subject_id").is_in(list(known)).alias("_has_patient"))
+    adm = adm.with_columns(pl.col("subject_id").is_in(known.implode()).alias("_has_patient"))
     visits = (
         adm.join(_lists(tables.diagnoses, "code").rename({"code": "dx"}), on="hadm_id", how="left")
         .join(_lists(tables.procedures, "code").rename({"code": "px"}), on="hadm_id", how="left")
@@ -88,6 +88,7 @@ def assemble(tables: Tables, out: Path, coding: str, top_meds: int, ddi: list[tu
         .when(pl.col("meds").list.len().fill_null(0) == 0).then(pl.lit("no_mapped_medication"))
         .otherwise(None)
     )
+    log("admissions joined with their codes and medications")
     visits = visits.with_columns(reason.alias("_drop"))
     reasons.update(visits["_drop"].drop_nulls().to_list())
     visits = visits.filter(pl.col("_drop").is_null())
@@ -105,8 +106,8 @@ def assemble(tables: Tables, out: Path, coding: str, top_meds: int, ddi: list[tu
     kept_subjects = visits["subject_id"].n_unique()
     with_visits = adm["subject_id"].unique()
     patient_drops = {
-        "no_admission": len(known - set(with_visits.to_list())),
-        "no_visit_left": int(with_visits.is_in(list(known)).sum()) - kept_subjects,
+        "no_admission": int((~known.is_in(with_visits.implode())).sum()),
+        "no_visit_left": int(with_visits.is_in(known.implode()).sum()) - kept_subjects,
     }
     log(f"kept {kept_subjects:,} patients, {visits.height:,} visits; dropped visits: "
         + (", ".join(f"{k} {v:,}" for k, v in reasons.items() if v) or "none"))
@@ -123,8 +124,9 @@ def assemble(tables: Tables, out: Path, coding: str, top_meds: int, ddi: list[tu
         "profile_from": "first kept admission",
         "drops": {"visits": {r: int(reasons.get(r, 0)) for r in VISIT_REASONS}, "patients": patient_drops},
         "codes_without_title": sum(1 for c in used_codes if c not in tables.titles),
-        "visits_with_note": int(visits["hadm_id"].is_in(list(notes)).sum()) if notes else 0,
+        "visits_with_note": int(visits["hadm_id"].is_in(pl.Series(list(notes), dtype=pl.String).implode()).sum()) if notes else 0,
     }
+    log(f"writing {out}")
     return write_dataset(out, _patients(visits, kept_subjects, notes), medications, titles, ddi, source=source,
                          options=options, extra=manifest_extra, overwrite=overwrite)
 

@@ -77,35 +77,33 @@ def load_maps(cfg: MimicConfig) -> tuple[dict | None, dict | None, list[tuple[st
 
 def code_prescriptions(frame: pl.LazyFrame, path: Path, coding: str, ndc_map: dict | None,
                        atc_map: dict | None) -> Coded:
-    """Map prescription rows (hadm_id, ndc, name) to medication labels in one streaming pass.
+    """Map prescription rows (hadm_id, ndc, name) to medication labels with one streaming pass.
 
-    The table is first reduced to (hadm_id, ndc, name) groups with row counts, so the mapping runs
-    once per distinct NDC and name, not once per row (MIMIC-IV has ~17M rows).
+    The table is first reduced to (admission, NDC[, name]) groups with row counts; NDCs and names
+    are then cleaned and mapped once per distinct value (a few thousand), not once per row
+    (MIMIC-IV has ~17M rows).
     """
-    grouped = collect(
-        frame.filter(pl.col("hadm_id").is_not_null()).group_by(["hadm_id", "ndc", "name"]).agg(pl.len().alias("rows")),
-        path, f"{path.name} (grouped by admission and drug)",
-    )
+    keys = ["hadm_id", "ndc"] if coding == "atc3" else ["hadm_id", "ndc", "name"]
+    grouped = collect(frame.filter(pl.col("hadm_id").is_not_null()).group_by(keys).agg(pl.len().alias("rows")), path,
+                      f"{path.name} (grouped by admission and drug)")
     ndcs = grouped["ndc"].unique().drop_nulls().to_list()
     rxcui = {n: ndc_map.get(c) for n in ndcs if (c := meds.clean_ndc(n))} if ndc_map is not None else {}
+    known = pl.col("ndc").is_in(pl.Series([n for n, rx in rxcui.items() if rx], dtype=pl.String).implode())
     if coding == "atc3":
         labels = {n: atc[:4] for n, rx in rxcui.items() if rx and (atc := atc_map.get(rx))}
-        mapping = pl.DataFrame({"ndc": list(labels), "label": list(labels.values())}, schema={"ndc": pl.String, "label": pl.String})
-        coded = grouped.join(mapping, on="ndc", how="left")
+        label = pl.col("ndc").replace_strict(labels, default=None, return_dtype=pl.String)
     else:
         names = grouped["name"].unique().drop_nulls().to_list()
-        normal = {n: m for n in names if (m := meds.normalise_name(n))}
-        mapping = pl.DataFrame({"name": list(normal), "label": list(normal.values())}, schema={"name": pl.String, "label": pl.String})
-        coded = grouped.join(mapping, on="name", how="left")
+        label = pl.col("name").replace_strict({n: meds.normalise_name(n) for n in names}, default=None,
+                                               return_dtype=pl.String)
         if ndc_map is not None:  # as GAMENet: only rows whose NDC the map knows are drugs (drops NDC-0 IV fluids)
-            known = [n for n, rx in rxcui.items() if rx]
-            coded = coded.with_columns(pl.when(pl.col("ndc").is_in(known)).then(pl.col("label")).alias("label"))
+            label = pl.when(known).then(label)
+    coded = grouped.group_by(["hadm_id", label.alias("label"), known.fill_null(False).alias("known")]).agg(pl.col("rows").sum())
     total = int(coded["rows"].sum())
     mapped = int(coded.filter(pl.col("label").is_not_null())["rows"].sum())
     coverage = {"prescription_rows": total, "mapped_rows": mapped, "mapped_share": round(mapped / total, 4) if total else 0.0}
     if ndc_map is not None:
-        with_rx = {n for n, rx in rxcui.items() if rx}
-        in_map = int(coded.filter(pl.col("ndc").is_in(list(with_rx)))["rows"].sum())
+        in_map = int(coded.filter(pl.col("known"))["rows"].sum())
         coverage["ndc_rxcui_share"] = round(in_map / total, 4) if total else 0.0
     log(f"medication coding '{coding}': {mapped:,} of {total:,} prescription rows mapped ({coverage['mapped_share']:.1%})")
     medications = coded.filter(pl.col("label").is_not_null()).select(["hadm_id", "label"]).unique()

@@ -30,7 +30,7 @@ What decides a visit's medications (the signals a model can learn):
    trazodone or sertraline instead of zolpidem or lorazepam (Beers criteria).
 6. **Hospital routine and noise.** Routine drugs most inpatients get (acetaminophen 45%, IV
    saline 40%, heparin prophylaxis 35%, ...; sliding-scale insulin for diabetics); each drug is
-   dropped with 7% chance and 0-2 random drugs are added.
+   dropped with 7% chance and 0-2 random drugs are added (never one the patient is allergic to).
 
 History: 60% of patients have one visit; later visits are 1-24 months apart, and chronic
 conditions may start at any visit (their drugs start then). Notes exist for 90% of visits: the
@@ -210,7 +210,7 @@ def _visit(person: Person, chronic: dict, new: list[str], home: list[str], month
     names = list(DRUGS)
     for chance in (ADD_ONE, ADD_TWO):
         if rng.random() < chance:
-            drugs.add(rng.choice(names))
+            drugs.add(_allergy_swap(rng.choice(names), person))
     return Visit(month, acute, coded, chronic_all, new, procedures, sorted(drugs), home, rng.random() < NOTE_SHARE)
 
 
@@ -228,6 +228,8 @@ def synthesize(out: Path, patients: int, seed: int = 0, fmt: str = "mimic3", raw
     out = Path(out)
     if out.exists() and not overwrite:
         raise LeaderError(f"{out} already exists: choose another --out or remove it first")
+    if raw is not None and Path(raw).exists():
+        raise LeaderError(f"--raw {raw} already exists: choose a new folder for the raw tables")
     people = simulate(patients, seed)
     with tempfile.TemporaryDirectory(prefix="leader-synth-") as tmp:
         folder = Path(raw) if raw is not None else Path(tmp) / "raw"

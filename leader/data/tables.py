@@ -2,9 +2,15 @@
 
 Tables come as PhysioNet ships them: ``NAME.csv`` or ``NAME.csv.gz``, with upper- or lowercase
 file names and headers. Every column is read as text (ICD codes such as ``01716`` and NDCs keep
-their leading zeros) and renamed to lowercase. Only the columns a loader asks for are read, and
-large tables are collected with polars' streaming engine. Whatever can be wrong with a file (it is
+their leading zeros) and renamed to lowercase. Only the columns a loader asks for are kept, and
+tables are collected with polars' streaming engine. Whatever can be wrong with a file (it is
 missing, empty, not UTF-8, lacks a column, has a malformed row) becomes one LeaderError line.
+
+Malformed rows: every row is parsed in full (projection pushdown off), so a row with more fields
+than the header or a broken quote is refused in any table. Files under `FULL_CHECK_BYTES` on
+disk are also checked row by row for rows with too few fields (polars would read the missing
+fields as empty); for larger files (MIMIC-IV's prescriptions) that check would cost more than the
+load itself, and a short row there reads as missing values.
 """
 
 from __future__ import annotations
@@ -20,10 +26,16 @@ import polars as pl
 
 from leader.errors import LeaderError
 
+FULL_CHECK_BYTES = 16 << 20
+_OPTS = pl.QueryOptFlags(projection_pushdown=False)
+
+
+_START = time.perf_counter()
+
 
 def log(message: str) -> None:
-    """One progress line on stderr (loaders report each stage)."""
-    print(f"[leader data] {message}", file=sys.stderr, flush=True)
+    """One progress line on stderr (loaders report each stage), stamped with seconds since start."""
+    print(f"[leader data {time.perf_counter() - _START:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 def find_table(root: Path, name: str, required: bool = True) -> Path | None:
@@ -81,6 +93,8 @@ def scan_table(path: Path, columns: list[str], optional: tuple[str, ...] = ()) -
             f"{path.name} has no column '{missing[0]}' (it has: {', '.join(h.strip().lower() for h in header)}); "
             "is it the right MIMIC table and version?"
         )
+    if path.stat().st_size < FULL_CHECK_BYTES:
+        check_field_counts(path, len(header))
     frame = pl.scan_csv(path, infer_schema=False, quote_char='"', encoding="utf8")
     exprs = [pl.col(by_lower[c]).alias(c) for c in columns]
     exprs += [pl.col(by_lower[c]).alias(c) if c in by_lower else pl.lit(None, pl.String).alias(c) for c in optional]
@@ -91,11 +105,30 @@ def collect(frame: pl.LazyFrame, path: Path, stage: str = "") -> pl.DataFrame:
     """Collect a lazy query over the table at `path` (streaming), turning read errors into LeaderError."""
     start = time.perf_counter()
     try:
-        out = frame.collect(engine="streaming")
+        out = frame.collect(engine="streaming", optimizations=_OPTS)
     except pl.exceptions.PolarsError as err:
         raise LeaderError(f"{path}: {_describe(err)}") from None
     log(f"{stage or path.name}: {out.height:,} rows ({time.perf_counter() - start:.1f} s)")
     return out
+
+
+def check_field_counts(path: Path, expected: int) -> None:
+    """Refuse a row whose field count differs from the header's (a truncated or shifted row)."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8", newline="") as handle:
+            reader = csv.reader(handle)
+            next(reader, None)
+            for row in reader:
+                if len(row) != expected and row:
+                    raise LeaderError(
+                        f"{path}: malformed row at line {reader.line_num} ({len(row)} fields, the header has {expected}); "
+                        "each row must have the header's columns"
+                    )
+    except UnicodeDecodeError:
+        raise LeaderError(f"{path}: not UTF-8 text; re-export the file as UTF-8") from None
+    except (OSError, EOFError, zlib.error, csv.Error) as err:
+        raise LeaderError(f"{path}: cannot read ({err}); is it a complete .csv or .csv.gz file?") from None
 
 
 def _describe(err: Exception) -> str:

@@ -1,0 +1,25 @@
+"""`leader report` and `leader demo`: the pictures and the whole pipeline in one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from leader.cli.app import app
+
+
+@app.command()
+def report(
+    runs: list[Path] = typer.Argument(..., help="Run folders (baseline, teacher, student) to compare."),
+    out: Path = typer.Option(Path("report.html"), help="HTML file to write (self-contained, images embedded)."),
+    bench: Path = typer.Option(None, help="A `leader bench --out` JSON for the speed and size section."),
+    data: Path = typer.Option(None, help="Prepared dataset for the count histogram (default: each run's own)."),
+    split: str = typer.Option("test", help="Which split's metrics to show."),
+    with_teacher: bool = typer.Option(False, help="Recompute the teacher's predictions for the count histogram (slow)."),
+):
+    """One self-contained HTML report: curves, results table, model bars, counts, speed and size."""
+    from leader.report import ReportConfig, run
+
+    path = run(ReportConfig(list(runs), out, bench, data, split, with_teacher))
+    print(f"wrote {path}")

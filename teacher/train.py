@@ -1,0 +1,408 @@
+"""Training the teacher: one loop for a CPU, one GPU, or several processes under Accelerate.
+
+    leader teach --data runs/data/synth --out runs/teacher                 # SmolLM2-135M, bf16 on CPU
+    leader teach --data D --out runs/teacher --resume                      # continue after a crash
+    accelerate launch --cpu --num_processes 2 -m leader teach --data D --out runs/t2
+
+Each optimizer step takes `grad_accum` micro-batches per process from one global, length-grouped
+batch order (a pure function of the seed, the step and the number of processes), so a resumed run
+replays exactly the batches it would have seen. Validation every `eval_every` steps (PR-AUC,
+Jaccard at the validation-tuned threshold); the best PR-AUC's weights are kept; training stops
+after `patience` evaluations without improvement, at the planned step, or at the time budget.
+Then the best weights are written, reloaded the way `leader evaluate` loads them, and scored:
+the threshold is tuned on validation and metrics.json holds validation and test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import broadcast, set_seed
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from leader.cohort import load_dataset
+from leader.errors import LeaderError
+from leader.evaluate import score, write_metrics
+from leader.io import write_json, write_text
+from leader.metrics import jaccard_samples, labels_matrix, pr_auc_samples, tune_threshold
+from leader.runinfo import versions, write_run
+from leader.samples import split_samples
+
+from .backbone import bf16_supported, load_backbone, resolve
+from .checkpoint import LoopState, load_checkpoint, save_checkpoint
+from .config import TeachConfig
+from .infer import forward, load_teacher
+from .model import TeacherModel, add_lora, collate, length_batches, load_trainable_state, trainable_state
+from .prompt import PromptSettings, encode
+
+EVALS_PER_RUN = 5  # validations in an --eval-every 0 run
+LOG_EVERY = 10  # steps between training-loss lines in metrics.jsonl
+CALIBRATE_STEPS = 4  # steps timed before the schedule is fitted to --max-minutes
+TEACHER_FILES = ("adapter_config.json", "adapter_model.safetensors", "head.safetensors", "teacher.json")
+
+
+def resolve_precision(precision: str, quantize: str | None) -> str:
+    """fp32, bf16 or fp16 for this machine (`auto`: bf16 where it is fast, else fp32)."""
+    if precision == "fp16" and not torch.cuda.is_available():
+        raise LeaderError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on a CPU")
+    if precision == "auto":
+        return "bf16" if bf16_supported() else "fp32"
+    return precision
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warmup over `warmup` steps, then linear decay to 0 at `total`."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def _prepare_folder(cfg: TeachConfig, dataset_sha: str) -> bool:
+    """Check --out against --resume; return True when the run is already finished."""
+    out = cfg.out
+    if not cfg.resume:
+        if out.exists():
+            raise LeaderError(f"{out} already exists: pass --resume to continue that run, or choose another --out")
+        return False
+    if not out.is_dir():
+        raise LeaderError(f"nothing to resume: {out} does not exist; drop --resume to start a new run")
+    path = out / "config.json"
+    if not path.is_file():
+        raise LeaderError(f"{out} is not a teacher run (no config.json); choose another --out")
+    old = TeachConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    changed = cfg.differences(old)
+    if changed:
+        flags = ", ".join("--" + name.replace("_", "-") for name in changed)
+        raise LeaderError(f"cannot resume {out} with other options ({flags} differ); use the options of the first run")
+    run_json = out / "run.json"
+    if run_json.is_file():
+        if json.loads(run_json.read_text(encoding="utf-8")).get("dataset", {}).get("sha256") != dataset_sha:
+            raise LeaderError(f"{out} was trained on another dataset than {cfg.data}")
+        return True
+    return False
+
+
+def run(cfg: TeachConfig) -> Path:
+    """Train a teacher into `cfg.out` and return the folder (see the module docstring)."""
+    dataset = load_dataset(cfg.data)
+    external = load_dataset(cfg.external_data) if cfg.external_data is not None else None
+    splits = split_samples(dataset, cfg.split, cfg.seed, cfg.target, external)
+    for name in ("train", "val"):
+        if not splits[name]:
+            raise LeaderError(f"the {name} split of {cfg.data} is empty; use a larger dataset or another --split")
+    if _prepare_folder(cfg, dataset.sha256):
+        print(f"{cfg.out} is finished already; nothing to do", file=sys.stderr)
+        return cfg.out
+    precision = resolve_precision(cfg.precision, cfg.quantize)
+
+    accelerator = Accelerator(mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision])
+    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    if world > 1 and accelerator.device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    with accelerator.main_process_first():
+        backbone = resolve(cfg.base_model)
+    if main:
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        write_json(cfg.out / "config.json", cfg.to_dict())
+    accelerator.wait_for_everyone()
+    set_seed(cfg.seed, device_specific=True)
+
+    base, tokenizer = load_backbone(backbone, cfg.quantize)
+    model = TeacherModel(add_lora(base, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules), len(dataset.medications))
+    settings = PromptSettings(cfg.max_tokens, cfg.max_history, cfg.notes)
+    tokens = {name: encode(splits[name], dataset.titles, settings, tokenizer) for name in ("train", "val")}
+    labels = {name: labels_matrix(splits[name], dataset.medications) for name in ("train", "val")}
+    head_params = list(model.head.parameters())
+    lora_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
+    optimizer = torch.optim.AdamW(
+        [{"params": lora_params, "lr": cfg.lr}, {"params": head_params, "lr": cfg.head_lr}], weight_decay=cfg.weight_decay
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    inner = accelerator.unwrap_model(model)
+
+    n_batches = math.ceil(len(tokens["train"]) / cfg.batch_size)
+    per_step = world * cfg.grad_accum
+    planned = cfg.max_steps or max(1, math.ceil(cfg.epochs * n_batches / per_step))
+    state = LoopState(total_steps=planned, eval_every=cfg.eval_every or max(1, planned // EVALS_PER_RUN), world=world)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, state.total_steps, int(cfg.warmup * state.total_steps))
+    )
+    best = None
+    loaded = load_checkpoint(cfg.out) if cfg.resume else None
+    if loaded is not None:
+        saved, trainable, best, optim_state, rng = loaded
+        if saved.world != world:
+            raise LeaderError(f"{cfg.out} was trained with {saved.world} processes; resume it with the same number")
+        state.__dict__.update(saved.__dict__)  # in place: the scheduler's lambda reads `state`
+        load_trainable_state(inner, trainable)
+        optimizer.load_state_dict(optim_state)
+        scheduler.load_state_dict(state.scheduler)
+        torch.set_rng_state(rng[rank].clone())
+        if main:
+            _trim_log(cfg.out / "metrics.jsonl", state.step)
+            print(f"resuming {cfg.out} at step {state.step} of {state.total_steps}", file=sys.stderr)
+
+    loop = _Loop(cfg, accelerator, model, inner, optimizer, scheduler, state, tokens, labels, tokenizer.pad_token_id, best)
+    loop.train()
+    best = loop.best
+    del loop, optimizer, scheduler, model
+    gc.collect()
+
+    if best is not None:
+        load_trainable_state(inner, best)
+    if main:
+        _write_teacher(cfg, inner, backbone, dataset, settings, precision, state)
+    del inner, base
+    gc.collect()
+    accelerator.wait_for_everyone()
+    _score_and_finish(cfg, accelerator, dataset, splits, backbone)
+    accelerator.end_training()
+    return cfg.out
+
+
+class _Loop:
+    """The training loop's moving parts (kept together so `run` reads top to bottom)."""
+    def __init__(self, cfg, accelerator, model, inner, optimizer, scheduler, state, tokens, labels, pad_id, best):
+        self.cfg, self.acc, self.model, self.inner = cfg, accelerator, model, inner
+        self.optimizer, self.scheduler, self.state = optimizer, scheduler, state
+        self.tokens, self.labels, self.pad_id, self.best = tokens, labels, pad_id, best
+        self.lengths = [len(t) for t in tokens["train"]]
+        self.n_batches = math.ceil(len(self.lengths) / cfg.batch_size)
+        self._epoch, self._batches = -1, []
+        self.log = cfg.out / "metrics.jsonl"
+
+    def batch(self, index: int) -> list[int]:
+        """Global batch number `index` of the endless, epoch-by-epoch batch order."""
+        epoch, pos = divmod(index, self.n_batches)
+        if epoch != self._epoch:
+            self._epoch, self._batches = epoch, length_batches(self.lengths, self.cfg.batch_size, self.cfg.seed * 100003 + epoch)
+        return self._batches[pos]
+
+    def train(self) -> None:
+        cfg, acc, state = self.cfg, self.acc, self.state
+        world, rank = acc.num_processes, acc.process_index
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        bar = tqdm(total=state.total_steps, initial=state.step, desc="teach", file=sys.stderr,
+                   disable=not (cfg.progress and acc.is_main_process), dynamic_ncols=True)
+        loss_sum, loss_n, tokens_window, window_start = 0.0, 0, 0, time.perf_counter()
+        session_start, calib_start = time.perf_counter(), None
+        seconds_before = state.seconds
+        self.model.train()
+        while state.step < state.total_steps:
+            real = torch.zeros(1, device=acc.device)
+            for micro in range(cfg.grad_accum):
+                batch = self.batch((state.step * cfg.grad_accum + micro) * world + rank)
+                loss_sum += float(self._micro(batch, sync=micro == cfg.grad_accum - 1))
+                loss_n += 1
+                real += sum(self.lengths[i] for i in batch)
+            acc.clip_grad_norm_(params, 1.0)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            step_tokens = int(acc.reduce(real, "sum").item()) if world > 1 else int(real.item())
+            state.tokens += step_tokens
+            tokens_window += step_tokens
+            now = time.perf_counter()
+            state.seconds = seconds_before + now - session_start
+            rate = tokens_window / max(now - window_start, 1e-9)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum / max(loss_n, 1e-9):.4f}", tok_s=f"{rate:.0f}")
+            if state.step == 1:
+                calib_start = now
+            if cfg.max_minutes and not state.planned and state.step == 1 + CALIBRATE_STEPS:
+                self._fit_budget((now - calib_start) / CALIBRATE_STEPS, step_tokens)
+                bar.total = state.total_steps
+            if state.step % LOG_EVERY == 0 or state.step == state.total_steps:
+                self._log({"step": state.step, "lr": self.scheduler.get_last_lr()[0], "train_loss": loss_sum / max(loss_n, 1e-9),
+                           "tokens_per_s": rate, "elapsed_s": round(state.seconds, 1)})
+                loss_sum, loss_n, tokens_window, window_start = 0.0, 0, 0, time.perf_counter()
+            over_budget = self._over_budget()
+            if state.step % state.eval_every == 0 or state.step >= state.total_steps or over_budget:
+                self._evaluate()
+                state.seconds = seconds_before + time.perf_counter() - session_start
+                self._checkpoint()
+                if state.evals_since_best >= cfg.patience:
+                    state.stopped = "early stopping"
+                    break
+            if over_budget:
+                state.stopped = "time budget"
+                break
+        else:
+            state.stopped = "steps"
+        bar.close()
+        self._checkpoint()
+
+    def _micro(self, batch: list[int], sync: bool):
+        ids, mask = collate([self.tokens["train"][i] for i in batch], self.pad_id)
+        y = torch.from_numpy(self.labels["train"][batch]).to(self.acc.device)
+        context = contextlib.nullcontext() if sync else self.acc.no_sync(self.model)
+        with context:
+            with self.acc.autocast():
+                logits, _ = self.model(ids.to(self.acc.device), mask.to(self.acc.device))
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y)
+            self.acc.backward(loss / self.cfg.grad_accum)
+        return loss.detach()
+
+    def _budget_left(self) -> float:
+        return self.cfg.max_minutes * 60.0 - self.state.seconds
+
+    def _over_budget(self) -> bool:
+        """True when the time budget is spent; the main process decides for everyone."""
+        if self.cfg.max_minutes is None:
+            return False
+        over = self._budget_left() <= 0
+        if self.acc.num_processes > 1:
+            over = bool(broadcast(torch.tensor([int(over)], device=self.acc.device)).item())
+        return over
+
+    def _fit_budget(self, seconds_per_step: float, step_tokens: int) -> None:
+        """Shrink the planned steps so steps plus validations fit the time budget (same on every process)."""
+        state = self.state
+        val_tokens = sum(len(t) for t in self.tokens["val"]) / self.acc.num_processes
+        # a validation pass costs about a third of training on the same tokens (forward only)
+        eval_seconds = seconds_per_step * val_tokens / max(step_tokens / self.acc.num_processes, 1) / 3.0
+        left = self._budget_left() - EVALS_PER_RUN * eval_seconds
+        fit = state.step + max(1, int(left / seconds_per_step))
+        value = torch.tensor([min(state.total_steps, fit)], dtype=torch.int64, device=self.acc.device)
+        state.total_steps = int(broadcast(value).item()) if self.acc.num_processes > 1 else int(value.item())
+        if not self.cfg.eval_every:
+            state.eval_every = max(1, state.total_steps // EVALS_PER_RUN)
+        state.planned = True
+        self._log({"step": state.step, "event": "time budget", "seconds_per_step": seconds_per_step, "total_steps": state.total_steps})
+
+    def _evaluate(self) -> None:
+        state = self.state
+        logits = gather_logits(self.acc, self.inner, self.tokens["val"], self.pad_id, self.cfg.eval_batch_size,
+                               self.acc.device, _autocast_dtype(self.acc), desc="validate", progress=self.cfg.progress)
+        probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        y = self.labels["val"]
+        score = pr_auc_samples(y, probs) or 0.0
+        threshold = tune_threshold(y, probs)
+        record = {
+            "step": state.step, "split": "val", "val_pr_auc": score,
+            "val_jaccard": jaccard_samples(y, probs >= threshold), "threshold": threshold,
+            "val_loss": float(np.mean(np.logaddexp(0, logits) - y * logits)), "elapsed_s": round(state.seconds, 1),
+        }
+        if score > state.best_score:
+            state.best_score, state.best_step, state.evals_since_best = score, state.step, 0
+            self.best = trainable_state(self.inner)
+            record["best"] = True
+        else:
+            state.evals_since_best += 1
+        self._log(record)
+
+    def _checkpoint(self) -> None:
+        rng = torch.get_rng_state().unsqueeze(0)
+        if self.acc.num_processes > 1:
+            rng = self.acc.gather(rng.to(self.acc.device)).cpu()
+        self.state.scheduler = self.scheduler.state_dict()
+        if self.acc.is_main_process:
+            save_checkpoint(self.cfg.out, self.state, trainable_state(self.inner), self.best, self.optimizer.state_dict(), rng)
+        self.acc.wait_for_everyone()
+
+    def _log(self, record: dict) -> None:
+        if self.acc.is_main_process:
+            with open(self.log, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+
+def _autocast_dtype(accelerator):
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision)
+
+
+def gather_logits(accelerator, model, token_lists, pad_id, batch_size, device, autocast, desc="teacher", progress=False):
+    """Logits float32 [N, M] of every prompt, computed by all processes (each takes a share of
+    the batches) and gathered on every process, in the prompts' order."""
+    world, rank = accelerator.num_processes, accelerator.process_index
+    idx, _, logits = forward(model, token_lists, pad_id, batch_size, device, autocast, rank, world,
+                         progress and accelerator.is_main_process, desc)
+    if world > 1:
+        n_max = int(accelerator.gather(torch.tensor([len(idx)], device=device)).max().item())
+        pad_idx = torch.full((n_max,), -1, dtype=torch.int64)
+        pad_idx[: len(idx)] = torch.from_numpy(idx)
+        pad_log = torch.zeros((n_max, logits.shape[1]), dtype=torch.float32)
+        pad_log[: len(idx)] = torch.from_numpy(logits)
+        all_idx = accelerator.gather(pad_idx.to(device)).cpu().numpy()
+        all_log = accelerator.gather(pad_log.to(device)).cpu().numpy()
+        keep = all_idx >= 0
+        idx, logits = all_idx[keep], all_log[keep]
+    out = np.zeros((len(token_lists), logits.shape[1]), dtype=np.float32)
+    out[idx] = logits
+    return out
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Drop metrics.jsonl lines written after the checkpoint being resumed."""
+    if not path.is_file():
+        return
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+    write_text(path, "".join(line + "\n" for line in kept))
+
+
+def _write_teacher(cfg, inner, backbone, dataset, settings, precision, state) -> None:
+    """Adapter, head and teacher.json into --out (each file replaced atomically)."""
+    tmp = Path(tempfile.mkdtemp(prefix=".teacher-", dir=cfg.out))
+    try:
+        inner.backbone.save_pretrained(tmp, safe_serialization=True)
+        save_file({"weight": inner.head.weight.detach().float().cpu().contiguous()}, tmp / "head.safetensors")
+        info = {
+            "format": 1,
+            "base_model": {"spec": backbone.spec, "name": backbone.name, "sha256": backbone.sha256},
+            "quantize": cfg.quantize,
+            "prompt": {"max_tokens": settings.max_tokens, "max_history": settings.max_history, "notes": settings.notes},
+            "medications": list(dataset.medications),
+            "target": cfg.target,
+            "threshold": None,
+            "hidden_size": int(inner.head.in_features),
+            "lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout, "target_modules": list(cfg.target_modules)},
+            "training": {"precision": precision, "steps": state.step, "best_step": state.best_step,
+                         "best_val_pr_auc": state.best_score, "stopped": state.stopped, "tokens": state.tokens,
+                         "seconds": round(state.seconds, 1), "processes": state.world},
+            "versions": versions(),
+        }
+        (tmp / "teacher.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+        for name in TEACHER_FILES:
+            os.replace(tmp / name, cfg.out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _score_and_finish(cfg, accelerator, dataset, splits, backbone) -> None:
+    """Reload the written teacher as `leader evaluate` does, tune the threshold, write metrics and run.json."""
+    teacher = load_teacher(cfg.out)
+    probs = {}
+    for name in ("val", "test"):
+        toks = encode(splits[name], dataset.titles, teacher.settings, teacher.tokenizer)
+        logits = gather_logits(accelerator, teacher.model, toks, teacher.tokenizer.pad_token_id, cfg.eval_batch_size,
+                               teacher.device, teacher.autocast, desc=f"score {name}", progress=cfg.progress)
+        probs[name] = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    if not accelerator.is_main_process:
+        return
+    thresholds, metrics = score(probs["val"], probs["test"], splits["val"], splits["test"], dataset)
+    info = json.loads((cfg.out / "teacher.json").read_text(encoding="utf-8"))
+    info["threshold"] = thresholds
+    write_json(cfg.out / "teacher.json", info)
+    write_metrics(cfg.out, metrics)
+    split = {"how": cfg.split, "seed": cfg.seed, "target": cfg.target}
+    write_run(cfg.out, "teacher", f"teacher ({backbone.name})", dataset, split, thresholds, cfg.to_dict())
+    overall = metrics["test"]["overall"]
+    print(
+        f"teacher: test Jaccard {overall['jaccard_samples']['value']:.4f}, PR-AUC {overall['pr_auc_samples']['value'] or 0:.4f} "
+        f"(threshold {thresholds:.3f}) -> {cfg.out}",
+        file=sys.stderr,
+    )

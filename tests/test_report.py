@@ -1,0 +1,41 @@
+"""`leader report`: one self-contained HTML file with the tables and pictures."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from leader.baseline import BaselineConfig
+from leader.baseline import run as run_baseline
+from leader.cli import main
+from leader.report import ReportConfig, run
+
+
+@pytest.fixture(scope="module")
+def baseline_runs(rule_dataset_path, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    return [run_baseline(BaselineConfig(rule_dataset_path, root / m, method=m)) for m in ("frequency", "logistic")]
+
+
+def test_report_is_self_contained(baseline_runs, tmp_path):
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"rows": [
+        {"engine": "onnx fp32", "p50_ms": 0.2, "p99_ms": 0.4, "throughput": 30000.0, "size_bytes": 2_000_000},
+        {"engine": "teacher", "p50_ms": 300.0, "p99_ms": 320.0, "throughput": 10.0, "size_bytes": 270_000_000},
+    ]}))
+    out = run(ReportConfig(baseline_runs, tmp_path / "report.html", bench=bench))
+    page = out.read_text()
+    # pictures are embedded, nothing is fetched from elsewhere
+    images = re.findall(r"<img alt='([^']+)' src='data:image/png;base64,", page)
+    assert images == ["model comparison", "medication counts", "speed and size"]
+    assert "http://" not in page and "https://" not in page
+    assert page.count("<tr>") >= 3 and ">frequency<" in page and ">logistic<" in page
+    assert "onnx fp32" in page
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "report.html"]  # no temporary left
+
+
+def test_report_cli_errors(tmp_path):
+    assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "r.html")]) == 2
+    assert not (tmp_path / "r.html").exists()
