@@ -112,9 +112,7 @@ def validate_patient(patient: dict, line: int | None = None, labels: set[str] | 
         if labels is not None:
             unknown = [m for m in meds if m not in labels]
             if unknown:
-                raise LeaderError(
-                    f"{vwhere}: medication '{unknown[0]}' is not in vocab.json's medication list"
-                )
+                raise LeaderError(f"{vwhere}: medication '{unknown[0]}' is not in vocab.json's medication list")
         if not visit["diagnoses"] and not visit["procedures"]:
             raise LeaderError(f"{vwhere}: empty visit (no diagnoses and no procedures); drop it")
         note = visit.get("note")
@@ -144,7 +142,12 @@ def write_dataset(
     with atomic_dir(out, overwrite=overwrite) as tmp:
         n_patients = n_visits = 0
         raw = tmp / "cohort.jsonl.gz"
-        with gzip.open(raw, "wt", encoding="utf-8", compresslevel=6) as handle:
+        # mtime=0 and no file name in the gzip header: the same cohort always has the same sha256
+        with (
+            open(raw, "wb") as binary,
+            gzip.GzipFile(fileobj=binary, mode="wb", compresslevel=6, mtime=0, filename="") as zipped,
+            io.TextIOWrapper(zipped, encoding="utf-8") as handle,
+        ):
             for patient in patients:
                 validate_patient(patient, labels=labels)
                 handle.write(json.dumps(patient, ensure_ascii=False, separators=(",", ":")) + "\n")

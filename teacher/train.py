@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import broadcast, set_seed
 from safetensors.torch import save_file
 from tqdm import tqdm
@@ -61,6 +62,22 @@ def resolve_precision(precision: str, quantize: str | None) -> str:
     if precision == "auto":
         return "bf16" if bf16_supported() else "fp32"
     return precision
+
+
+def _accelerator(precision: str) -> Accelerator:
+    """The Accelerator of this run.
+
+    Without a GPU it is told `cpu=True`: that is what makes Accelerate join processes started
+    by a launcher (`accelerate launch --multi_gpu --num_processes 2`, `torchrun`) over gloo on
+    the CPU; otherwise each would train alone. A single process may run several `leader teach`
+    (tests, notebooks) with different precisions, so its state is reset first; under a launcher
+    (WORLD_SIZE > 1) the state belongs to the launch and is left alone.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        AcceleratorState._reset_state()
+        GradientState._reset_state()
+    mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]
+    return Accelerator(mixed_precision=mixed, cpu=not torch.cuda.is_available())
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
@@ -108,7 +125,7 @@ def run(cfg: TeachConfig) -> Path:
         return cfg.out
     precision = resolve_precision(cfg.precision, cfg.quantize)
 
-    accelerator = Accelerator(mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision])
+    accelerator = _accelerator(precision)
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     if world > 1 and accelerator.device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
@@ -120,7 +137,16 @@ def run(cfg: TeachConfig) -> Path:
     accelerator.wait_for_everyone()
     set_seed(cfg.seed, device_specific=True)
 
-    base, tokenizer = load_backbone(backbone, cfg.quantize)
+    # the frozen base in the autocast dtype: autocast would cast its weights on every forward anyway
+    # (DESIGN.md: 718 vs 649 tokens/s); LoRA weights and the head stay fp32
+    low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision) if cfg.quantize is None else None
+    base, tokenizer = load_backbone(backbone, cfg.quantize, dtype=low)
+    for module in base.modules():
+        # bitsandbytes repacks 4-bit weights for a faster CPU kernel on the first no-grad forward
+        # (our validation) and that kernel has no backward: training after it would get wrong
+        # gradients. Keep the trainable layout; `leader.teacher.infer` may use the fast one.
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
     model = TeacherModel(add_lora(base, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules), len(dataset.medications))
     settings = PromptSettings(cfg.max_tokens, cfg.max_history, cfg.notes)
     tokens = {name: encode(splits[name], dataset.titles, settings, tokenizer) for name in ("train", "val")}
@@ -226,12 +252,16 @@ class _Loop:
             if cfg.max_minutes and not state.planned and state.step == 1 + CALIBRATE_STEPS:
                 self._fit_budget((now - calib_start) / CALIBRATE_STEPS, step_tokens)
                 bar.total = state.total_steps
-            if state.step % LOG_EVERY == 0 or state.step == state.total_steps:
-                self._log({"step": state.step, "lr": self.scheduler.get_last_lr()[0], "train_loss": loss_sum / max(loss_n, 1e-9),
+            over_budget = self._over_budget()
+            evaluate = state.step % state.eval_every == 0 or state.step >= state.total_steps or over_budget
+            # a training line also before each validation, so windows restart where checkpoints do
+            if state.step % LOG_EVERY == 0 or evaluate:
+                mean_loss = torch.tensor([loss_sum / max(loss_n, 1)], device=acc.device)
+                mean_loss = acc.reduce(mean_loss, "mean") if world > 1 else mean_loss
+                self._log({"step": state.step, "lr": self.scheduler.get_last_lr()[0], "train_loss": float(mean_loss.item()),
                            "tokens_per_s": rate, "elapsed_s": round(state.seconds, 1)})
                 loss_sum, loss_n, tokens_window, window_start = 0.0, 0, 0, time.perf_counter()
-            over_budget = self._over_budget()
-            if state.step % state.eval_every == 0 or state.step >= state.total_steps or over_budget:
+            if evaluate:
                 self._evaluate()
                 state.seconds = seconds_before + time.perf_counter() - session_start
                 self._checkpoint()

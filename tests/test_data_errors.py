@@ -121,16 +121,24 @@ def test_ndc_map_is_never_evaluated(capsys, tmp_path, demo):
 def test_atc_map_in_wrong_format(capsys, tmp_path, demo):
     bad = tmp_path / "RXCUI2atc4.csv"
     bad.write_text("{'866924': 'C07AB'}\n")
-    run_fails(capsys, tmp_path, ["mimic3", "--root", str(demo), "--ndc-map", str(NDC_MAP), "--atc-map", str(bad)],
-              "must be a CSV with columns RXCUI and ATC4")
+    run_fails(
+        capsys,
+        tmp_path,
+        ["mimic3", "--root", str(demo), "--ndc-map", str(NDC_MAP), "--atc-map", str(bad)],
+        "must be a CSV with columns RXCUI and ATC4",
+    )
 
 
 @needs_demo
 def test_atc_map_with_bad_code(capsys, tmp_path, demo):
     bad = tmp_path / "RXCUI2atc4.csv"
     bad.write_text("RXCUI,YEAR,MONTH,NDC,ATC4\n866924,2016,1,51079025520,metoprolol\n")
-    run_fails(capsys, tmp_path, ["mimic3", "--root", str(demo), "--ndc-map", str(NDC_MAP), "--atc-map", str(bad)],
-              "'METOPROLOL' is not an ATC code")
+    run_fails(
+        capsys,
+        tmp_path,
+        ["mimic3", "--root", str(demo), "--ndc-map", str(NDC_MAP), "--atc-map", str(bad)],
+        "'METOPROLOL' is not an ATC code",
+    )
 
 
 @needs_demo
@@ -142,7 +150,9 @@ def test_atc_map_without_ndc_map(capsys, tmp_path, demo):
 
 @needs_demo
 def test_missing_map_file(capsys, tmp_path, demo):
-    run_fails(capsys, tmp_path, ["mimic3", "--root", str(demo), "--ndc-map", str(tmp_path / "none.txt")], "NDC map not found")
+    run_fails(
+        capsys, tmp_path, ["mimic3", "--root", str(demo), "--ndc-map", str(tmp_path / "none.txt")], "NDC map not found"
+    )
 
 
 @needs_demo
@@ -166,8 +176,15 @@ def test_existing_output_is_kept(capsys, tmp_path):
 def test_mimic4_corrupt_gzip(capsys, tmp_path):
     hosp = tmp_path / "m4" / "hosp"
     hosp.mkdir(parents=True)
-    for name in ("patients", "admissions", "diagnoses_icd", "procedures_icd", "prescriptions", "d_icd_diagnoses",
-                 "d_icd_procedures"):
+    for name in (
+        "patients",
+        "admissions",
+        "diagnoses_icd",
+        "procedures_icd",
+        "prescriptions",
+        "d_icd_diagnoses",
+        "d_icd_procedures",
+    ):
         (hosp / f"{name}.csv.gz").write_bytes(gzip.compress(b"subject_id\n1\n"))
     (hosp / "patients.csv.gz").write_bytes(gzip.compress(b"subject_id,gender\n1,F\n")[:12])
     run_fails(capsys, tmp_path, ["mimic4", "--root", str(tmp_path / "m4")], "cannot read")

@@ -12,20 +12,49 @@ from leader.cohort import load_dataset
 
 
 def _visit(vid, time, dx, meds, px=(), note=None):
-    return {"visit_id": vid, "time": time, "diagnoses": list(dx), "procedures": list(px), "medications": list(meds),
-            "note": note}
+    return {
+        "visit_id": vid,
+        "time": time,
+        "diagnoses": list(dx),
+        "procedures": list(px),
+        "medications": list(meds),
+        "note": note,
+    }
 
 
 PATIENTS = [
-    {"patient_id": "a", "profile": {"gender": "F", "age": 71},
-     "visits": [_visit("a2", "2021-05-01T00:00:00", ["ICD10:I10"], ["C07A"]),
-                _visit("a1", "2020-01-01T00:00:00", ["ICD10:I10", "ICD10:E119"], [" C07A ", "A10B"], ["ICD10P:02HV33Z"])]},
-    {"patient_id": "b", "profile": {"gender": "M"},
-     "visits": [_visit("b1", "2020-02-02T00:00:00", [], ["C07A"]),  # no codes: dropped
-                _visit("b2", "2020-03-03T00:00:00", ["ICD9:4019"], ["N02B"],
-                       note={"history_of_present_illness": "pain", "past_medical_history": "", "allergies": "",
-                             "medications_on_admission": ""})]},
-    {"patient_id": "c", "profile": {}, "visits": [_visit("c1", "2020-04-04T00:00:00", ["ICD9:486"], [])]},  # no medication
+    {
+        "patient_id": "a",
+        "profile": {"gender": "F", "age": 71},
+        "visits": [
+            _visit("a2", "2021-05-01T00:00:00", ["ICD10:I10"], ["C07A"]),
+            _visit("a1", "2020-01-01T00:00:00", ["ICD10:I10", "ICD10:E119"], [" C07A ", "A10B"], ["ICD10P:02HV33Z"]),
+        ],
+    },
+    {
+        "patient_id": "b",
+        "profile": {"gender": "M"},
+        "visits": [
+            _visit("b1", "2020-02-02T00:00:00", [], ["C07A"]),  # no codes: dropped
+            _visit(
+                "b2",
+                "2020-03-03T00:00:00",
+                ["ICD9:4019"],
+                ["N02B"],
+                note={
+                    "history_of_present_illness": "pain",
+                    "past_medical_history": "",
+                    "allergies": "",
+                    "medications_on_admission": "",
+                },
+            ),
+        ],
+    },
+    {
+        "patient_id": "c",
+        "profile": {},
+        "visits": [_visit("c1", "2020-04-04T00:00:00", ["ICD9:486"], [])],
+    },  # no medication
 ]
 
 
@@ -41,7 +70,9 @@ def _write(path, patients, gz=False):
 def test_jsonl_export_is_cleaned_and_written(tmp_path):
     source = _write(tmp_path / "export.jsonl.gz", PATIENTS, gz=True)
     vocab = tmp_path / "titles.json"
-    vocab.write_text(json.dumps({"titles": {"ICD10:I10": "Essential (primary) hypertension", "C07A": "Beta blocking agents"}}))
+    vocab.write_text(
+        json.dumps({"titles": {"ICD10:I10": "Essential (primary) hypertension", "C07A": "Beta blocking agents"}})
+    )
     out = tmp_path / "prepared"
     assert main(["data", "jsonl", "--input", str(source), "--out", str(out), "--vocab", str(vocab)]) == 0
     data = load_dataset(out)
@@ -53,8 +84,10 @@ def test_jsonl_export_is_cleaned_and_written(tmp_path):
     assert data.titles["C07A"] == "Beta blocking agents"
     m = data.manifest
     assert m["source"] == "jsonl"
-    assert m["drops"] == {"visits": {"no_codes": 1, "no_medication": 1, "no_top_medication": 0},
-                          "patients": {"no_visit_left": 1}}
+    assert m["drops"] == {
+        "visits": {"no_codes": 1, "no_medication": 1, "no_top_medication": 0},
+        "patients": {"no_visit_left": 1},
+    }
     assert m["visits_with_note"] == 1 and m["codes_without_title"] == 3
 
 
@@ -70,17 +103,31 @@ def test_fixed_medication_list(tmp_path):
     assert all(v["medications"] for p in data.patients for v in p["visits"])
 
 
-@pytest.mark.parametrize("line, message", [
-    ("{not json", "line 2 is not valid JSON"),
-    (json.dumps({"patient_id": "x", "profile": {}, "visits": [_visit("x1", "2020", ["I10"], ["C07A"])]}),
-     "line 2, visit 1: code 'I10' in 'diagnoses' lacks a system prefix"),
-    (json.dumps({"patient_id": "x", "visits": [_visit("x1", "2020", ["ICD10:I10"], ["C07A"])]}),
-     "line 2: missing field 'profile'"),
-    (json.dumps({"patient_id": "x", "profile": {}, "visits": []}), "line 2: patient has no visits"),
-    (json.dumps({"patient_id": "x", "profile": {}, "visits": [{"visit_id": "1", "diagnoses": "ICD10:I10",
-                                                              "procedures": [], "medications": ["C07A"]}]}),
-     "'diagnoses' must be a list of strings"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("{not json", "line 2 is not valid JSON"),
+        (
+            json.dumps({"patient_id": "x", "profile": {}, "visits": [_visit("x1", "2020", ["I10"], ["C07A"])]}),
+            "line 2, visit 1: code 'I10' in 'diagnoses' lacks a system prefix",
+        ),
+        (
+            json.dumps({"patient_id": "x", "visits": [_visit("x1", "2020", ["ICD10:I10"], ["C07A"])]}),
+            "line 2: missing field 'profile'",
+        ),
+        (json.dumps({"patient_id": "x", "profile": {}, "visits": []}), "line 2: patient has no visits"),
+        (
+            json.dumps(
+                {
+                    "patient_id": "x",
+                    "profile": {},
+                    "visits": [{"visit_id": "1", "diagnoses": "ICD10:I10", "procedures": [], "medications": ["C07A"]}],
+                }
+            ),
+            "'diagnoses' must be a list of strings",
+        ),
+    ],
+)
 def test_bad_exports(tmp_path, capsys, line, message):
     source = tmp_path / "export.jsonl"
     source.write_text(json.dumps(PATIENTS[0]) + "\n" + line + "\n")

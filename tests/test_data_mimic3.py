@@ -50,23 +50,40 @@ def test_demo_counts_and_drop_reasons(demo_name):
     # 100 patients / 129 admissions in the demo; 7 admissions have no prescription row at all,
     # which leaves 6 patients without any visit
     assert m["counts"] == {"patients": 94, "visits": 122, "medications": 300, "ddi_pairs": 0}
-    assert m["drops"]["visits"] == {"no_patient_row": 0, "no_admission_time": 0, "no_codes": 0, "no_prescription": 7,
-                                    "no_mapped_medication": 0, "no_top_medication": 0}
+    assert m["drops"]["visits"] == {
+        "no_patient_row": 0,
+        "no_admission_time": 0,
+        "no_codes": 0,
+        "no_prescription": 7,
+        "no_mapped_medication": 0,
+        "no_top_medication": 0,
+    }
     assert m["drops"]["patients"] == {"no_admission": 0, "no_visit_left": 6}
     assert m["medication_coding"] == "name"
     assert m["medication_labels_before_top"] == 406
     # shared/data/README.md: ndc2RXCUI covers 86% of the demo's prescription rows; name coding keeps those rows
-    assert m["coverage"] == {"prescription_rows": 10398, "mapped_rows": 8896, "mapped_share": 0.8555,
-                             "ndc_rxcui_share": 0.8555}
+    assert m["coverage"] == {
+        "prescription_rows": 10398,
+        "mapped_rows": 8896,
+        "mapped_share": 0.8555,
+        "ndc_rxcui_share": 0.8555,
+    }
     assert m["source"] == "mimic3" and m["codes_without_title"] == 22 and m["visits_with_note"] == 0
 
 
 def test_demo_cohort_content(demo_name):
     patients = {p["patient_id"]: p for p in demo_name.patients}
     first = patients["10006"]
-    assert first["profile"] == {"gender": "F", "age": 70, "insurance": "Medicare", "language": None,
-                                "religion": "CATHOLIC", "marital_status": "SEPARATED",
-                                "ethnicity": "BLACK/AFRICAN AMERICAN", "admission_type": "EMERGENCY"}
+    assert first["profile"] == {
+        "gender": "F",
+        "age": 70,
+        "insurance": "Medicare",
+        "language": None,
+        "religion": "CATHOLIC",
+        "marital_status": "SEPARATED",
+        "ethnicity": "BLACK/AFRICAN AMERICAN",
+        "admission_type": "EMERGENCY",
+    }
     visit = first["visits"][0]
     assert visit["visit_id"] == "142345" and visit["time"] == "2164-10-23T21:09:00"
     assert visit["diagnoses"][:3] == ["ICD9:99591", "ICD9:99662", "ICD9:5672"]  # seq_num order
@@ -94,8 +111,22 @@ def test_atc3_path_with_hand_made_map(tmp_path):
     atc = tmp_path / "RXCUI2atc4.csv"
     atc.write_text(ATC_ROWS)
     out = tmp_path / "atc3"
-    code = main(["data", "mimic3", "--root", str(DEMO), "--out", str(out), "--ndc-map", str(NDC_MAP), "--atc-map", str(atc),
-                 "--ddi", str(DDI)])
+    code = main(
+        [
+            "data",
+            "mimic3",
+            "--root",
+            str(DEMO),
+            "--out",
+            str(out),
+            "--ndc-map",
+            str(NDC_MAP),
+            "--atc-map",
+            str(atc),
+            "--ddi",
+            str(DDI),
+        ]
+    )
     assert code == 0
     data = load_dataset(out)
     m = data.manifest
@@ -126,15 +157,26 @@ def test_top_meds_limits_labels(tmp_path):
 def test_noteevents_sections(tmp_path):
     root = tmp_path / "demo"
     shutil.copytree(DEMO, root)
-    report = ("Admission Date:  [**2164-10-23**]\\nAllergies:\\nPenicillins\\n\\nAttending:[**First Name3 (LF) 1**]\\n"
-              "Chief Complaint:\\nfever\\n\\nHistory of Present Illness:\\n70F with fever.\\nIn the ED, initial vitals: T 101.\\n\\n"
-              "Past Medical History:\\nCHF, AFib\\n\\nSocial History:\\nlives alone\\n\\nBrief Hospital Course:\\n"
-              "treated with vancomycin\\n\\nMedications on Admission:\\nwarfarin 5 mg daily\\n\\nDischarge Medications:\\n"
-              "vancomycin\\n").replace("\\n", "\n")
+    report = (
+        "Admission Date:  [**2164-10-23**]\\nAllergies:\\nPenicillins\\n\\nAttending:[**First Name3 (LF) 1**]\\n"
+        "Chief Complaint:\\nfever\\n\\nHistory of Present Illness:\\n70F with fever.\\nIn the ED, initial vitals: T 101.\\n\\n"
+        "Past Medical History:\\nCHF, AFib\\n\\nSocial History:\\nlives alone\\n\\nBrief Hospital Course:\\n"
+        "treated with vancomycin\\n\\nMedications on Admission:\\nwarfarin 5 mg daily\\n\\nDischarge Medications:\\n"
+        "vancomycin\\n"
+    ).replace("\\n", "\n")
     rows = [
         ["1", "10006", "142345", "2164-11-01", "Discharge summary", "Addendum", "", "Addendum: nothing new"],
         ["2", "10006", "142345", "2164-11-01", "Discharge summary", "Report", "", report],
-        ["3", "10006", "142345", "2164-11-01", "Discharge summary", "Report", "1", "History of Present Illness:\nerror"],
+        [
+            "3",
+            "10006",
+            "142345",
+            "2164-11-01",
+            "Discharge summary",
+            "Report",
+            "1",
+            "History of Present Illness:\nerror",
+        ],
         ["4", "10011", "105331", "2126-08-28", "Nursing", "Report", "", "History of Present Illness:\nnursing"],
     ]
     with open(root / "NOTEEVENTS.csv", "w", newline="") as handle:

@@ -14,21 +14,24 @@ from leader.data.stats import dataset_stats, format_stats
 from leader.errors import LeaderError
 
 
-@pytest.mark.parametrize("raw, name", [
-    ("Metoprolol Tartrate", "metoprolol"),
-    ("Metoprolol Succinate XL 50mg Tab", "metoprolol"),
-    ("Potassium Chloride", "potassium chloride"),
-    ("Magnesium Sulfate", "magnesium sulfate"),
-    ("Heparin Sodium", "heparin"),
-    ("Morphine Sulfate (Syringe)", "morphine"),
-    ("Albuterol 0.083% Neb Soln", "albuterol"),
-    ("*NF* Moxifloxacin 0.5% Ophth", "moxifloxacin"),
-    ("Oxycodone-Acetaminophen", "oxycodone-acetaminophen"),
-    ("Insulin", "insulin"),
-    ("", None),
-    (None, None),
-    ("500 mg", None),
-])
+@pytest.mark.parametrize(
+    "raw, name",
+    [
+        ("Metoprolol Tartrate", "metoprolol"),
+        ("Metoprolol Succinate XL 50mg Tab", "metoprolol"),
+        ("Potassium Chloride", "potassium chloride"),
+        ("Magnesium Sulfate", "magnesium sulfate"),
+        ("Heparin Sodium", "heparin"),
+        ("Morphine Sulfate (Syringe)", "morphine"),
+        ("Albuterol 0.083% Neb Soln", "albuterol"),
+        ("*NF* Moxifloxacin 0.5% Ophth", "moxifloxacin"),
+        ("Oxycodone-Acetaminophen", "oxycodone-acetaminophen"),
+        ("Insulin", "insulin"),
+        ("", None),
+        (None, None),
+        ("500 mg", None),
+    ],
+)
 def test_normalise_name(raw, name):
     assert normalise_name(raw) == name
 
@@ -54,8 +57,10 @@ def test_read_ndc_map_accepts_gamenet_literals(tmp_path):
 
 def test_read_atc_map_first_row_per_rxcui_wins(tmp_path):
     path = tmp_path / "RXCUI2atc4.csv"
-    path.write_text("RXCUI,YEAR,MONTH,NDC,ATC4\n313782,2016,1,x,N02BE\n313782,2016,1,x,N02AA\n866924,2016,1,x,c07ab\n"
-                    "111,2016,1,x,\n")
+    path.write_text(
+        "RXCUI,YEAR,MONTH,NDC,ATC4\n313782,2016,1,x,N02BE\n313782,2016,1,x,N02AA\n866924,2016,1,x,c07ab\n"
+        "111,2016,1,x,\n"
+    )
     assert read_atc_map(path) == {"313782": "N02BE", "866924": "C07AB"}
     path.write_text("RXCUI,YEAR,MONTH,NDC,ATC4\n313782,2016,1\n")
     with pytest.raises(LeaderError, match="line 2 has 3 fields, the header has 5"):
@@ -116,7 +121,7 @@ def test_extract_sections_from_a_mimic3_style_note():
     sections = extract_sections(MIMIC3_NOTE)
     assert sections == {
         "history_of_present_illness": "72M with CHF presenting with dyspnea. ROS: negative for chest pain. "
-                                      "On arrival to the floor: comfortable.",
+        "On arrival to the floor: comfortable.",
         "past_medical_history": "1. CHF (EF 30%) 2. Atrial fibrillation: on coumadin",
         "allergies": "Patient recorded as having No Known Allergies to Drugs",
         "medications_on_admission": "Lasix 40 daily Coumadin 5 daily",
@@ -128,8 +133,12 @@ def test_extract_sections_edge_cases():
     assert extract_sections(None) is None
     assert extract_sections("Just a line of text without headers.") is None
     only = extract_sections("Allergies: Sulfa\nChief Complaint: cough\n")
-    assert only == {"history_of_present_illness": "", "past_medical_history": "", "allergies": "Sulfa",
-                    "medications_on_admission": ""}
+    assert only == {
+        "history_of_present_illness": "",
+        "past_medical_history": "",
+        "allergies": "Sulfa",
+        "medications_on_admission": "",
+    }
     # an unknown header that ends its line stops the section (nothing after it can leak in)
     cut = extract_sections("History of Present Illness:\nfever\nHospital Summary by Day:\ngave cefepime\n")
     assert cut["history_of_present_illness"] == "fever"
@@ -143,7 +152,10 @@ def test_scan_table_any_case_and_optional_columns(tmp_path):
     assert tables.find_table(tmp_path, "PATIENTS") == path
     frame = tables.collect(tables.scan_table(path, ["subject_id", "gender"], optional=("dob",)), path)
     assert frame.columns == ["subject_id", "gender", "dob"]
-    assert frame.rows() == [("10", "F", None), ("11", "M", None)]
+    assert frame.rows() == [(10, "F", None), (11, "M", None)]  # ids are read as integers
+    path.write_text('"ROW_ID","SUBJECT_ID","GENDER"\n1,10,"F"\n2,x11,"M"\n')
+    with pytest.raises(LeaderError, match="an id column holds a value that is not an integer"):
+        tables.collect(tables.scan_table(path, ["subject_id", "gender"]), path)
 
 
 def test_large_files_are_parsed_strictly_by_polars(tmp_path, monkeypatch):

@@ -61,7 +61,12 @@ def test_same_seed_same_cohort_other_seed_other_cohort(tmp_path):
 def test_prepared_cohort_shape(synth3):
     patients = synth3.patients
     assert synth3.manifest["source"] == "synth-mimic3" and synth3.manifest["medication_coding"] == "atc3"
-    assert synth3.manifest["synth"] == {"patients": 400, "seed": 3, "format": "mimic3", "raw": "temporary folder, deleted"}
+    assert synth3.manifest["synth"] == {
+        "patients": 400,
+        "seed": 3,
+        "format": "mimic3",
+        "raw": "temporary folder, deleted",
+    }
     assert sum(len(p["visits"]) == 1 for p in patients) / len(patients) >= 0.5
     assert any(len(p["visits"]) >= 3 for p in patients)
     assert all(re.fullmatch(r"[A-Z]\d\d[A-Z]", m) for m in synth3.medications)
@@ -89,9 +94,16 @@ def test_notes_hold_history_but_never_the_answer(synth3):
 
 def test_home_medications_in_notes_predict_chronic_classes(synth3):
     visits = [v for p in synth3.patients for v in p["visits"] if v["note"]]
-    for drug, label in (("metoprolol", "C07A"), ("lisinopril", "C09A"), ("amlodipine", "C08C"), ("atorvastatin", "C10A")):
+    for drug, label in (
+        ("metoprolol", "C07A"),
+        ("lisinopril", "C09A"),
+        ("amlodipine", "C08C"),
+        ("atorvastatin", "C10A"),
+    ):
         listed = [label in v["medications"] for v in visits if drug in v["note"]["medications_on_admission"].lower()]
-        absent = [label in v["medications"] for v in visits if drug not in v["note"]["medications_on_admission"].lower()]
+        absent = [
+            label in v["medications"] for v in visits if drug not in v["note"]["medications_on_admission"].lower()
+        ]
         assert len(listed) >= 20 and np.mean(listed) > 0.7 and np.mean(absent) < 0.3, drug
 
 
@@ -137,8 +149,15 @@ def test_simulation_truth():
 def test_mimic4_layout_and_kept_raw(tmp_path):
     raw = tmp_path / "raw"
     data = load_dataset(synthesize(tmp_path / "s4", 80, seed=2, fmt="mimic4", raw=raw))
-    for name in ("patients", "admissions", "diagnoses_icd", "procedures_icd", "prescriptions", "d_icd_diagnoses",
-                 "d_icd_procedures"):
+    for name in (
+        "patients",
+        "admissions",
+        "diagnoses_icd",
+        "procedures_icd",
+        "prescriptions",
+        "d_icd_diagnoses",
+        "d_icd_procedures",
+    ):
         assert (raw / "hosp" / f"{name}.csv.gz").is_file()
     assert (raw / "note" / "discharge.csv.gz").is_file()
     assert len(read_ndc_map(raw / "ndc2RXCUI.txt")) == len(clinical.DRUGS)
@@ -165,6 +184,7 @@ def test_cli_synth_and_stats(tmp_path, capsys):
 
 
 # -- learnability: a multi-label logistic regression must clearly beat "top-K frequent" ------------
+
 
 def _features(patient, v, with_history_and_notes):
     visit = patient["visits"][v]
@@ -214,7 +234,7 @@ def _logistic(data, train, test, rich):
 def test_task_is_learnable_but_not_trivial(tmp_path):
     data = load_dataset(synthesize(tmp_path / "learn", 1200, seed=11))
     patients = data.patients
-    train, test = patients[: int(0.8 * len(patients))], patients[int(0.8 * len(patients)):]
+    train, test = patients[: int(0.8 * len(patients))], patients[int(0.8 * len(patients)) :]
     counts = {m: sum(m in v["medications"] for p in train for v in p["visits"]) for m in data.medications}
     ranked = sorted(counts, key=lambda m: -counts[m])
     true_train = [set(v["medications"]) for p in train for v in p["visits"]]

@@ -23,8 +23,10 @@ def _done(path: Path) -> None:
 
     manifest = read_json(path / "manifest.json", "manifest")
     counts = manifest["counts"]
-    typer.echo(f"wrote {path}: {counts['patients']:,} patients, {counts['visits']:,} visits, "
-               f"{counts['medications']} medication labels ({manifest.get('medication_coding', '')})")
+    typer.echo(
+        f"wrote {path}: {counts['patients']:,} patients, {counts['visits']:,} visits, "
+        f"{counts['medications']} medication labels ({manifest.get('medication_coding', '')})"
+    )
 
 
 @data_app.command("mimic3")
@@ -41,7 +43,9 @@ def mimic3(
     from leader.data import mimic3 as loader
     from leader.data.common import MimicConfig
 
-    cfg = MimicConfig(root=root, out=out, ndc_map=ndc_map, atc_map=atc_map, ddi=ddi, top_meds=top_meds, overwrite=overwrite)
+    cfg = MimicConfig(
+        root=root, out=out, ndc_map=ndc_map, atc_map=atc_map, ddi=ddi, top_meds=top_meds, overwrite=overwrite
+    )
     _done(loader.run(cfg))
 
 
@@ -60,8 +64,16 @@ def mimic4(
     from leader.data import mimic4 as loader
     from leader.data.common import MimicConfig
 
-    cfg = MimicConfig(root=root, out=out, ndc_map=ndc_map, atc_map=atc_map, ddi=ddi, top_meds=top_meds, notes=notes,
-                      overwrite=overwrite)
+    cfg = MimicConfig(
+        root=root,
+        out=out,
+        ndc_map=ndc_map,
+        atc_map=atc_map,
+        ddi=ddi,
+        top_meds=top_meds,
+        notes=notes,
+        overwrite=overwrite,
+    )
     _done(loader.run(cfg))
 
 
@@ -69,7 +81,9 @@ def mimic4(
 def jsonl(
     input: Path = typer.Option(..., "--input", help="Cohort JSONL export (.jsonl or .jsonl.gz), one patient per line."),
     out: Path = typer.Option(..., help="Output folder for the prepared dataset."),
-    vocab: Path | None = typer.Option(None, help='JSON with optional "titles" {code: title} and "medications" [labels].'),
+    vocab: Path | None = typer.Option(
+        None, help='JSON with optional "titles" {code: title} and "medications" [labels].'
+    ),
     ddi: Path | None = typer.Option(None, help=_DDI),
     top_meds: int = typer.Option(300, "--top-meds", help="Keep the N most frequent medication labels."),
     overwrite: bool = typer.Option(False, help="Replace --out if it exists."),
@@ -86,7 +100,9 @@ def synth(
     out: Path = typer.Option(..., help="Output folder for the prepared dataset."),
     seed: int = typer.Option(0, help="Random seed (same seed, same cohort)."),
     format: str = typer.Option("mimic3", "--format", help="Raw layout to write and load: mimic3 or mimic4."),
-    raw: Path | None = typer.Option(None, help="Keep the raw MIMIC tables and maps here (default: a temporary folder)."),
+    raw: Path | None = typer.Option(
+        None, help="Keep the raw MIMIC tables and maps here (default: a temporary folder)."
+    ),
     overwrite: bool = typer.Option(False, help="Replace --out if it exists."),
 ) -> None:
     """A synthetic cohort in the MIMIC layout, prepared through the same loader as real data."""

@@ -34,9 +34,24 @@ from leader.cohort import write_dataset
 from leader.data.meds import label_titles
 from leader.data.tables import log
 
-PROFILE_COLUMNS = ("gender", "age", "insurance", "language", "religion", "marital_status", "ethnicity", "admission_type")
-VISIT_REASONS = ("no_patient_row", "no_admission_time", "no_codes", "no_prescription", "no_mapped_medication",
-                 "no_top_medication")
+PROFILE_COLUMNS = (
+    "gender",
+    "age",
+    "insurance",
+    "language",
+    "religion",
+    "marital_status",
+    "ethnicity",
+    "admission_type",
+)
+VISIT_REASONS = (
+    "no_patient_row",
+    "no_admission_time",
+    "no_codes",
+    "no_prescription",
+    "no_mapped_medication",
+    "no_top_medication",
+)
 
 
 @dataclass
@@ -44,7 +59,8 @@ class Tables:
     """What a loader hands over. Ids are text; codes already carry their system prefix."""
 
     admissions: pl.DataFrame
-    """subject_id, hadm_id, time (datetime or null), year_group (text or null) and PROFILE_COLUMNS (age an int)."""
+    """subject_id, hadm_id (integers), time (datetime or null), year_group (text or null) and PROFILE_COLUMNS
+    (age an int)."""
     diagnoses: pl.DataFrame
     """hadm_id, code: in the order MIMIC lists them (seq_num)."""
     procedures: pl.DataFrame
@@ -57,7 +73,7 @@ class Tables:
     """subject_id of every row in the patients table."""
     titles: dict[str, str] = field(default_factory=dict)
     """Titles of diagnosis and procedure codes (from D_ICD_*)."""
-    notes: dict[str, dict] | None = None
+    notes: dict[int, dict] | None = None
     """hadm_id -> the four note sections, when notes were read."""
 
 
@@ -66,8 +82,17 @@ def _lists(frame: pl.DataFrame, column: str, sort: bool = False) -> pl.DataFrame
     return frame.drop_nulls().group_by("hadm_id", maintain_order=True).agg(values.sort() if sort else values)
 
 
-def assemble(tables: Tables, out: Path, coding: str, top_meds: int, ddi: list[tuple[str, str]], source: str,
-             options: dict, extra: dict, overwrite: bool = False) -> Path:
+def assemble(
+    tables: Tables,
+    out: Path,
+    coding: str,
+    top_meds: int,
+    ddi: list[tuple[str, str]],
+    source: str,
+    options: dict,
+    extra: dict,
+    overwrite: bool = False,
+) -> Path:
     """Apply the cleaning rules and write the prepared dataset; return its path."""
     adm = tables.admissions
     known = tables.patients.unique()
@@ -81,11 +106,16 @@ def assemble(tables: Tables, out: Path, coding: str, top_meds: int, ddi: list[tu
     )
     n_codes = pl.col("dx").list.len().fill_null(0) + pl.col("px").list.len().fill_null(0)
     reason = (
-        pl.when(~pl.col("_has_patient")).then(pl.lit("no_patient_row"))
-        .when(pl.col("time").is_null()).then(pl.lit("no_admission_time"))
-        .when(n_codes == 0).then(pl.lit("no_codes"))
-        .when(~pl.col("_prescribed")).then(pl.lit("no_prescription"))
-        .when(pl.col("meds").list.len().fill_null(0) == 0).then(pl.lit("no_mapped_medication"))
+        pl.when(~pl.col("_has_patient"))
+        .then(pl.lit("no_patient_row"))
+        .when(pl.col("time").is_null())
+        .then(pl.lit("no_admission_time"))
+        .when(n_codes == 0)
+        .then(pl.lit("no_codes"))
+        .when(~pl.col("_prescribed"))
+        .then(pl.lit("no_prescription"))
+        .when(pl.col("meds").list.len().fill_null(0) == 0)
+        .then(pl.lit("no_mapped_medication"))
         .otherwise(None)
     )
     log("admissions joined with their codes and medications")
@@ -100,19 +130,21 @@ def assemble(tables: Tables, out: Path, coding: str, top_meds: int, ddi: list[tu
     visits = visits.with_columns(pl.col("meds").list.filter(pl.element().is_in(list(keep))))
     reasons["no_top_medication"] = int((visits["meds"].list.len() == 0).sum())
     visits = visits.filter(pl.col("meds").list.len() > 0)
-    visits = visits.with_columns(pl.col("subject_id").cast(pl.Int64, strict=False).alias("_sid")).sort(
-        ["_sid", "subject_id", "time", "hadm_id"], nulls_last=True
-    )
+    visits = visits.sort(["subject_id", "time", "hadm_id"], nulls_last=True)
     kept_subjects = visits["subject_id"].n_unique()
     with_visits = adm["subject_id"].unique()
     patient_drops = {
         "no_admission": int((~known.is_in(with_visits.implode())).sum()),
         "no_visit_left": int(with_visits.is_in(known.implode()).sum()) - kept_subjects,
     }
-    log(f"kept {kept_subjects:,} patients, {visits.height:,} visits; dropped visits: "
-        + (", ".join(f"{k} {v:,}" for k, v in reasons.items() if v) or "none"))
+    log(
+        f"kept {kept_subjects:,} patients, {visits.height:,} visits; dropped visits: "
+        + (", ".join(f"{k} {v:,}" for k, v in reasons.items() if v) or "none")
+    )
 
-    used_codes = sorted(set(visits["dx"].explode().drop_nulls().to_list()) | set(visits["px"].explode().drop_nulls().to_list()))
+    used_codes = sorted(
+        set(visits["dx"].explode().drop_nulls().to_list()) | set(visits["px"].explode().drop_nulls().to_list())
+    )
     titles = {code: tables.titles.get(code, code) for code in used_codes}
     titles.update(label_titles(medications, coding))
     notes = tables.notes if tables.notes is not None else {}
@@ -124,29 +156,44 @@ def assemble(tables: Tables, out: Path, coding: str, top_meds: int, ddi: list[tu
         "profile_from": "first kept admission",
         "drops": {"visits": {r: int(reasons.get(r, 0)) for r in VISIT_REASONS}, "patients": patient_drops},
         "codes_without_title": sum(1 for c in used_codes if c not in tables.titles),
-        "visits_with_note": int(visits["hadm_id"].is_in(pl.Series(list(notes), dtype=pl.String).implode()).sum()) if notes else 0,
+        "visits_with_note": int(visits["hadm_id"].is_in(pl.Series(list(notes), dtype=pl.Int64).implode()).sum())
+        if notes
+        else 0,
     }
     log(f"writing {out}")
-    return write_dataset(out, _patients(visits, kept_subjects, notes), medications, titles, ddi, source=source,
-                         options=options, extra=manifest_extra, overwrite=overwrite)
+    return write_dataset(
+        out,
+        _patients(visits, kept_subjects, notes),
+        medications,
+        titles,
+        ddi,
+        source=source,
+        options=options,
+        extra=manifest_extra,
+        overwrite=overwrite,
+    )
 
 
 def _patients(visits: pl.DataFrame, total: int, notes: dict):
     """Yield patient records from visits sorted by patient, then time."""
     rows = visits.select(["subject_id", "hadm_id", "time", "year_group", "dx", "px", "meds", *PROFILE_COLUMNS])
     bar = tqdm(total=total, desc="patients", unit="pt", file=sys.stderr, mininterval=1.0, leave=False)
-    record = None
-    for row in rows.iter_rows(named=True):
-        if record is None or row["subject_id"] != record["patient_id"]:
+    record, current = None, None
+    for subject, hadm, time, year_group, dx, px, meds, *profile in rows.iter_rows():
+        if subject != current:
             if record is not None:
                 bar.update()
                 yield record
-            record = {"patient_id": row["subject_id"], "profile": {key: row[key] for key in PROFILE_COLUMNS}, "visits": []}
-        visit = {"visit_id": row["hadm_id"], "time": row["time"].isoformat()}
-        if row["year_group"]:
-            visit["year_group"] = row["year_group"]
-        visit.update(diagnoses=row["dx"] or [], procedures=row["px"] or [], medications=row["meds"],
-                     note=notes.get(row["hadm_id"]))
+            current = subject
+            record = {
+                "patient_id": str(subject),
+                "profile": dict(zip(PROFILE_COLUMNS, profile, strict=True)),
+                "visits": [],
+            }
+        visit = {"visit_id": str(hadm), "time": time.isoformat()}
+        if year_group:
+            visit["year_group"] = year_group
+        visit.update(diagnoses=dx or [], procedures=px or [], medications=meds, note=notes.get(hadm))
         record["visits"].append(visit)
     if record is not None:
         bar.update()

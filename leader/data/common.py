@@ -75,8 +75,9 @@ def load_maps(cfg: MimicConfig) -> tuple[dict | None, dict | None, list[tuple[st
     return ndc_map, atc_map, ddi
 
 
-def code_prescriptions(frame: pl.LazyFrame, path: Path, coding: str, ndc_map: dict | None,
-                       atc_map: dict | None) -> Coded:
+def code_prescriptions(
+    frame: pl.LazyFrame, path: Path, coding: str, ndc_map: dict | None, atc_map: dict | None
+) -> Coded:
     """Map prescription rows (hadm_id, ndc, name) to medication labels with one streaming pass.
 
     The table is first reduced to (admission, NDC[, name]) groups with row counts; NDCs and names
@@ -84,8 +85,11 @@ def code_prescriptions(frame: pl.LazyFrame, path: Path, coding: str, ndc_map: di
     (MIMIC-IV has ~17M rows).
     """
     keys = ["hadm_id", "ndc"] if coding == "atc3" else ["hadm_id", "ndc", "name"]
-    grouped = collect(frame.filter(pl.col("hadm_id").is_not_null()).group_by(keys).agg(pl.len().alias("rows")), path,
-                      f"{path.name} (grouped by admission and drug)")
+    grouped = collect(
+        frame.filter(pl.col("hadm_id").is_not_null()).group_by(keys).agg(pl.len().alias("rows")),
+        path,
+        f"{path.name} (grouped by admission and drug)",
+    )
     ndcs = grouped["ndc"].unique().drop_nulls().to_list()
     rxcui = {n: ndc_map.get(c) for n in ndcs if (c := meds.clean_ndc(n))} if ndc_map is not None else {}
     known = pl.col("ndc").is_in(pl.Series([n for n, rx in rxcui.items() if rx], dtype=pl.String).implode())
@@ -94,18 +98,27 @@ def code_prescriptions(frame: pl.LazyFrame, path: Path, coding: str, ndc_map: di
         label = pl.col("ndc").replace_strict(labels, default=None, return_dtype=pl.String)
     else:
         names = grouped["name"].unique().drop_nulls().to_list()
-        label = pl.col("name").replace_strict({n: meds.normalise_name(n) for n in names}, default=None,
-                                               return_dtype=pl.String)
+        label = pl.col("name").replace_strict(
+            {n: meds.normalise_name(n) for n in names}, default=None, return_dtype=pl.String
+        )
         if ndc_map is not None:  # as GAMENet: only rows whose NDC the map knows are drugs (drops NDC-0 IV fluids)
             label = pl.when(known).then(label)
-    coded = grouped.group_by(["hadm_id", label.alias("label"), known.fill_null(False).alias("known")]).agg(pl.col("rows").sum())
+    coded = grouped.group_by(["hadm_id", label.alias("label"), known.fill_null(False).alias("known")]).agg(
+        pl.col("rows").sum()
+    )
     total = int(coded["rows"].sum())
     mapped = int(coded.filter(pl.col("label").is_not_null())["rows"].sum())
-    coverage = {"prescription_rows": total, "mapped_rows": mapped, "mapped_share": round(mapped / total, 4) if total else 0.0}
+    coverage = {
+        "prescription_rows": total,
+        "mapped_rows": mapped,
+        "mapped_share": round(mapped / total, 4) if total else 0.0,
+    }
     if ndc_map is not None:
         in_map = int(coded.filter(pl.col("known"))["rows"].sum())
         coverage["ndc_rxcui_share"] = round(in_map / total, 4) if total else 0.0
-    log(f"medication coding '{coding}': {mapped:,} of {total:,} prescription rows mapped ({coverage['mapped_share']:.1%})")
+    log(
+        f"medication coding '{coding}': {mapped:,} of {total:,} prescription rows mapped ({coverage['mapped_share']:.1%})"
+    )
     medications = coded.filter(pl.col("label").is_not_null()).select(["hadm_id", "label"]).unique()
     return Coded(medications, coded["hadm_id"].unique(), coverage)
 

@@ -92,7 +92,11 @@ def read_export(path: Path) -> tuple[list[dict], Counter]:
                 for visit in record["visits"]:
                     if isinstance(visit, dict) and not visit.get("diagnoses") and not visit.get("procedures"):
                         drops["no_codes"] += 1
-                    elif isinstance(visit, dict) and isinstance(visit.get("medications"), list) and not visit["medications"]:
+                    elif (
+                        isinstance(visit, dict)
+                        and isinstance(visit.get("medications"), list)
+                        and not visit["medications"]
+                    ):
                         drops["no_medication"] += 1
                     else:
                         visits.append(visit)
@@ -103,7 +107,9 @@ def read_export(path: Path) -> tuple[list[dict], Counter]:
                 validate_patient(record, number)
                 if all(isinstance(v.get("time"), str) and v["time"] for v in visits):
                     record["visits"] = sorted(visits, key=lambda v: v["time"])
-                record["visits"] = [{**v, "medications": [m.strip() for m in v["medications"]]} for v in record["visits"]]
+                record["visits"] = [
+                    {**v, "medications": [m.strip() for m in v["medications"]]} for v in record["visits"]
+                ]
                 patients.append(record)
     except UnicodeDecodeError:
         raise LeaderError(f"{path}: not UTF-8 text; re-export it as UTF-8") from None
@@ -118,10 +124,10 @@ def run(cfg: JsonlConfig) -> Path:
     """Validate the export at cfg.input and write the prepared dataset to cfg.out."""
     vocab = read_json(cfg.vocab, "--vocab file") if cfg.vocab is not None else {}
     if not isinstance(vocab, dict) or not isinstance(vocab.get("titles", {}), dict):
-        raise LeaderError(f"--vocab {cfg.vocab} must be a JSON object with \"titles\": {{code: title}}")
+        raise LeaderError(f'--vocab {cfg.vocab} must be a JSON object with "titles": {{code: title}}')
     fixed = vocab.get("medications")
     if fixed is not None and (not isinstance(fixed, list) or not fixed or not all(isinstance(m, str) for m in fixed)):
-        raise LeaderError(f"--vocab {cfg.vocab}: \"medications\" must be a non-empty list of labels")
+        raise LeaderError(f'--vocab {cfg.vocab}: "medications" must be a non-empty list of labels')
     ddi = read_ddi_pairs(cfg.ddi) if cfg.ddi is not None else []
     patients, drops = read_export(cfg.input)
     log(f"{cfg.input.name}: {len(patients):,} patients read")
@@ -156,11 +162,23 @@ def run(cfg: JsonlConfig) -> Path:
         "top_meds": cfg.top_meds if fixed is None else len(fixed),
         "medication_labels_before_top": len(ranked),
         "drops": {"visits": visit_drops, "patients": {"no_visit_left": drops["patients_no_visit_left"]}},
-        "coverage": {"medication_mentions": mentions, "kept_mentions": kept_mentions,
-                     "mapped_share": round(kept_mentions / mentions, 4) if mentions else 0.0},
+        "coverage": {
+            "medication_mentions": mentions,
+            "kept_mentions": kept_mentions,
+            "mapped_share": round(kept_mentions / mentions, 4) if mentions else 0.0,
+        },
         "codes_without_title": sum(1 for c in codes if c not in titles_in),
         "visits_with_note": sum(1 for p in cleaned for v in p["visits"] if v.get("note")),
     }
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
-    return write_dataset(cfg.out, cleaned, medications, titles, ddi, source="jsonl", options=options, extra=extra,
-                         overwrite=cfg.overwrite)
+    return write_dataset(
+        cfg.out,
+        cleaned,
+        medications,
+        titles,
+        ddi,
+        source="jsonl",
+        options=options,
+        extra=extra,
+        overwrite=cfg.overwrite,
+    )

@@ -19,8 +19,15 @@ from leader.data.common import PROFILE_TEXT, MimicConfig, cap_age, code_prescrip
 from leader.data.notes import extract_sections
 from leader.data.tables import clean_code, collect, find_table, log, parse_times, read_table, scan_table
 
-TABLES = ("PATIENTS", "ADMISSIONS", "DIAGNOSES_ICD", "PROCEDURES_ICD", "PRESCRIPTIONS", "D_ICD_DIAGNOSES",
-          "D_ICD_PROCEDURES")
+TABLES = (
+    "PATIENTS",
+    "ADMISSIONS",
+    "DIAGNOSES_ICD",
+    "PROCEDURES_ICD",
+    "PRESCRIPTIONS",
+    "D_ICD_DIAGNOSES",
+    "D_ICD_PROCEDURES",
+)
 
 
 def run(cfg: MimicConfig, source: str = "mimic3", extra: dict | None = None):
@@ -30,8 +37,21 @@ def run(cfg: MimicConfig, source: str = "mimic3", extra: dict | None = None):
     log(f"MIMIC-III tables found in {cfg.root}")
 
     patients = read_table(cfg.root, "PATIENTS", ["subject_id", "gender", "dob"])
-    admissions = read_table(cfg.root, "ADMISSIONS", ["subject_id", "hadm_id", "admittime", "admission_type", "insurance",
-                                                     "language", "religion", "marital_status", "ethnicity"])
+    admissions = read_table(
+        cfg.root,
+        "ADMISSIONS",
+        [
+            "subject_id",
+            "hadm_id",
+            "admittime",
+            "admission_type",
+            "insurance",
+            "language",
+            "religion",
+            "marital_status",
+            "ethnicity",
+        ],
+    )
     dob = patients.select("subject_id", parse_times(patients, "dob", paths["PATIENTS"]).alias("dob"), "gender")
     admissions = admissions.with_columns(parse_times(admissions, "admittime", paths["ADMISSIONS"]).alias("time"))
     admissions = (
@@ -60,13 +80,23 @@ def run(cfg: MimicConfig, source: str = "mimic3", extra: dict | None = None):
     coded = code_prescriptions(scan, path, cfg.coding, ndc_map, atc_map)
 
     notes = read_notes(cfg.root, set(admissions["hadm_id"].to_list()))
-    tables = Tables(admissions, diagnoses, procedures, coded.medications, coded.prescribed, patients["subject_id"],
-                    titles, notes)
-    return assemble(tables, cfg.out, cfg.coding, cfg.top_meds, ddi, source=source, options=cfg.options(),
-                    extra={"coverage": coded.coverage, **(extra or {})}, overwrite=cfg.overwrite)
+    tables = Tables(
+        admissions, diagnoses, procedures, coded.medications, coded.prescribed, patients["subject_id"], titles, notes
+    )
+    return assemble(
+        tables,
+        cfg.out,
+        cfg.coding,
+        cfg.top_meds,
+        ddi,
+        source=source,
+        options=cfg.options(),
+        extra={"coverage": coded.coverage, **(extra or {})},
+        overwrite=cfg.overwrite,
+    )
 
 
-def read_notes(root, hadm_ids: set[str]) -> dict[str, dict] | None:
+def read_notes(root, hadm_ids: set[int]) -> dict[int, dict] | None:
     """hadm_id -> LAMO sections of its discharge summary, or None when NOTEEVENTS is absent."""
     path = find_table(root, "NOTEEVENTS", required=False)
     if path is None:
@@ -80,7 +110,9 @@ def read_notes(root, hadm_ids: set[str]) -> dict[str, dict] | None:
             & (pl.col("iserror").is_null() | (pl.col("iserror").str.strip_chars().is_in(["", "0"])))
         )
         .with_row_index("_row")
-        .with_columns((pl.col("description").str.strip_chars().str.to_lowercase() != "report").fill_null(True).alias("_addendum"))
+        .with_columns(
+            (pl.col("description").str.strip_chars().str.to_lowercase() != "report").fill_null(True).alias("_addendum")
+        )
         .sort(["hadm_id", "_addendum", "chartdate", "_row"], nulls_last=True)
         .unique("hadm_id", keep="first", maintain_order=True)
         .select(["hadm_id", "text"])

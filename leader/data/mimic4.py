@@ -23,14 +23,27 @@ from leader.data.notes import extract_sections
 from leader.data.tables import clean_code, collect, find_table, log, parse_times, read_header, read_table, scan_table
 from leader.errors import LeaderError
 
-TABLES = ("patients", "admissions", "diagnoses_icd", "procedures_icd", "prescriptions", "d_icd_diagnoses",
-          "d_icd_procedures")
+TABLES = (
+    "patients",
+    "admissions",
+    "diagnoses_icd",
+    "procedures_icd",
+    "prescriptions",
+    "d_icd_diagnoses",
+    "d_icd_procedures",
+)
 
 
 def _prefix(dx: bool) -> pl.Expr:
     version = pl.col("icd_version").str.strip_chars()
     tag = "" if dx else "P"
-    return pl.when(version == "9").then(pl.lit(f"ICD9{tag}")).when(version == "10").then(pl.lit(f"ICD10{tag}")).otherwise(None)
+    return (
+        pl.when(version == "9")
+        .then(pl.lit(f"ICD9{tag}"))
+        .when(version == "10")
+        .then(pl.lit(f"ICD10{tag}"))
+        .otherwise(None)
+    )
 
 
 def _check_versions(frame: pl.DataFrame, path) -> None:
@@ -46,13 +59,19 @@ def run(cfg: MimicConfig, source: str = "mimic4", extra: dict | None = None):
     note_path = _note_path(cfg.notes) if cfg.notes is not None else None
     log(f"MIMIC-IV tables found in {cfg.root}")
 
-    patients = read_table(cfg.root, "hosp/patients", ["subject_id", "gender", "anchor_age", "anchor_year", "anchor_year_group"])
+    patients = read_table(
+        cfg.root, "hosp/patients", ["subject_id", "gender", "anchor_age", "anchor_year", "anchor_year_group"]
+    )
     header = {h.strip().lower() for h in read_header(paths["admissions"])}
     race = "race" if "race" in header else "ethnicity"
-    admissions = read_table(cfg.root, "hosp/admissions", ["subject_id", "hadm_id", "admittime", "admission_type",
-                                                          "insurance", "language", "marital_status", race])
+    admissions = read_table(
+        cfg.root,
+        "hosp/admissions",
+        ["subject_id", "hadm_id", "admittime", "admission_type", "insurance", "language", "marital_status", race],
+    )
     admissions = admissions.rename({race: "ethnicity"}).with_columns(
-        parse_times(admissions, "admittime", paths["admissions"]).alias("time"), pl.lit(None, pl.String).alias("religion")
+        parse_times(admissions, "admittime", paths["admissions"]).alias("time"),
+        pl.lit(None, pl.String).alias("religion"),
     )
     anchors = patients.unique("subject_id", keep="first").with_columns(
         pl.col("anchor_age").cast(pl.Int64, strict=False), pl.col("anchor_year").cast(pl.Int64, strict=False)
@@ -77,29 +96,50 @@ def run(cfg: MimicConfig, source: str = "mimic4", extra: dict | None = None):
         table = read_table(cfg.root, f"hosp/{name}", ["icd_code", "icd_version", "long_title"])
         table = table.with_columns(clean_code("icd_code").alias("code"), _prefix(dx).alias("prefix"))
         table = table.drop_nulls(["code", "prefix", "long_title"])
-        titles.update({f"{p}:{c}": t for p, c, t in zip(table["prefix"], table["code"], table["long_title"], strict=True)})
+        titles.update(
+            {f"{p}:{c}": t for p, c, t in zip(table["prefix"], table["code"], table["long_title"], strict=True)}
+        )
 
     path = paths["prescriptions"]
     scan = scan_table(path, ["hadm_id", "ndc", "drug"]).select("hadm_id", "ndc", pl.col("drug").alias("name"))
     coded = code_prescriptions(scan, path, cfg.coding, ndc_map, atc_map)
 
     notes = read_notes(note_path, set(admissions["hadm_id"].to_list())) if note_path is not None else None
-    tables = Tables(admissions, coded_tables["diagnoses_icd"], coded_tables["procedures_icd"], coded.medications,
-                    coded.prescribed, patients["subject_id"], titles, notes)
-    return assemble(tables, cfg.out, cfg.coding, cfg.top_meds, ddi, source=source, options=cfg.options(),
-                    extra={"coverage": coded.coverage, **(extra or {})}, overwrite=cfg.overwrite)
+    tables = Tables(
+        admissions,
+        coded_tables["diagnoses_icd"],
+        coded_tables["procedures_icd"],
+        coded.medications,
+        coded.prescribed,
+        patients["subject_id"],
+        titles,
+        notes,
+    )
+    return assemble(
+        tables,
+        cfg.out,
+        cfg.coding,
+        cfg.top_meds,
+        ddi,
+        source=source,
+        options=cfg.options(),
+        extra={"coverage": coded.coverage, **(extra or {})},
+        overwrite=cfg.overwrite,
+    )
 
 
 def _note_path(folder):
     if not folder.is_dir():
-        raise LeaderError(f"--notes {folder} is not a folder; point it at MIMIC-IV-Note (holding note/discharge.csv.gz)")
+        raise LeaderError(
+            f"--notes {folder} is not a folder; point it at MIMIC-IV-Note (holding note/discharge.csv.gz)"
+        )
     path = find_table(folder, "note/discharge", required=False) or find_table(folder, "discharge", required=False)
     if path is None:
         raise LeaderError(f"no note/discharge.csv.gz under --notes {folder}; point it at the MIMIC-IV-Note folder")
     return path
 
 
-def read_notes(path, hadm_ids: set[str]) -> dict[str, dict]:
+def read_notes(path, hadm_ids: set[int]) -> dict[int, dict]:
     """hadm_id -> LAMO sections of its discharge summary (the lowest note_seq)."""
     scan = scan_table(path, ["hadm_id", "text"], optional=("note_type", "note_seq"))
     scan = (

@@ -152,12 +152,18 @@ def simulate(n: int, seed: int = 0) -> list[Person]:
         age = int(min(max(rng.gauss(64, 17), 18), 99))
         allergies = [name for name, (prob, _) in ALLERGIES.items() if rng.random() < prob]
         person = Person(
-            gender, age, allergies,
-            insurance="Medicare" if age >= 65 and rng.random() < 0.85 else rng.choice(["Private", "Medicaid", "Private", "Self Pay"]),
+            gender,
+            age,
+            allergies,
+            insurance="Medicare"
+            if age >= 65 and rng.random() < 0.85
+            else rng.choice(["Private", "Medicaid", "Private", "Self Pay"]),
             language=rng.choice(["ENGL"] * 8 + ["SPAN", "PORT"]),
             religion=rng.choice(["CATHOLIC", "PROTESTANT QUAKER", "JEWISH", "NOT SPECIFIED", "UNOBTAINABLE"]),
             marital_status=rng.choice(["MARRIED", "MARRIED", "SINGLE", "WIDOWED", "DIVORCED"]),
-            ethnicity=rng.choice(["WHITE"] * 6 + ["BLACK/AFRICAN AMERICAN", "HISPANIC OR LATINO", "ASIAN", "UNKNOWN/NOT SPECIFIED"]),
+            ethnicity=rng.choice(
+                ["WHITE"] * 6 + ["BLACK/AFRICAN AMERICAN", "HISPANIC OR LATINO", "ASIAN", "UNKNOWN/NOT SPECIFIED"]
+            ),
         )
         chronic: dict[str, list[str]] = {}  # condition -> the patient's drugs for it
         for c in CHRONIC:
@@ -180,8 +186,9 @@ def simulate(n: int, seed: int = 0) -> list[Person]:
     return people
 
 
-def _visit(person: Person, chronic: dict, new: list[str], home: list[str], month: int, age: int,
-           rng: random.Random) -> Visit:
+def _visit(
+    person: Person, chronic: dict, new: list[str], home: list[str], month: int, age: int, rng: random.Random
+) -> Visit:
     acute = _acute(person, chronic, age, rng)
     chronic_all = [c.key for c in CHRONIC if c.key in chronic]
     coded = [k for k in chronic_all if k in new or rng.random() < CODED_CHRONIC]
@@ -214,8 +221,9 @@ def _visit(person: Person, chronic: dict, new: list[str], home: list[str], month
     return Visit(month, acute, coded, chronic_all, new, procedures, sorted(drugs), home, rng.random() < NOTE_SHARE)
 
 
-def synthesize(out: Path, patients: int, seed: int = 0, fmt: str = "mimic3", raw: Path | None = None,
-               overwrite: bool = False) -> Path:
+def synthesize(
+    out: Path, patients: int, seed: int = 0, fmt: str = "mimic3", raw: Path | None = None, overwrite: bool = False
+) -> Path:
     """Simulate `patients`, write raw MIMIC tables, prepare them into `out`; return `out`."""
     from leader.data import mimic3, mimic4
     from leader.data.common import MimicConfig
@@ -234,9 +242,22 @@ def synthesize(out: Path, patients: int, seed: int = 0, fmt: str = "mimic3", raw
     with tempfile.TemporaryDirectory(prefix="leader-synth-") as tmp:
         folder = Path(raw) if raw is not None else Path(tmp) / "raw"
         files = write_raw(folder, people, fmt, seed)
-        cfg = MimicConfig(root=files["root"], out=out, ndc_map=files["ndc_map"], atc_map=files["atc_map"],
-                          ddi=files["ddi"], notes=files.get("notes"), overwrite=overwrite)
+        cfg = MimicConfig(
+            root=files["root"],
+            out=out,
+            ndc_map=files["ndc_map"],
+            atc_map=files["atc_map"],
+            ddi=files["ddi"],
+            notes=files.get("notes"),
+            overwrite=overwrite,
+        )
         loader = mimic3 if fmt == "mimic3" else mimic4
-        extra = {"synth": {"patients": patients, "seed": seed, "format": fmt,
-                           "raw": str(raw) if raw is not None else "temporary folder, deleted"}}
+        extra = {
+            "synth": {
+                "patients": patients,
+                "seed": seed,
+                "format": fmt,
+                "raw": str(raw) if raw is not None else "temporary folder, deleted",
+            }
+        }
         return loader.run(cfg, source=f"synth-{fmt}", extra=extra)

@@ -27,6 +27,8 @@ import polars as pl
 from leader.errors import LeaderError
 
 FULL_CHECK_BYTES = 16 << 20
+ID_COLUMNS = ("subject_id", "hadm_id")
+"""Read as integers (MIMIC's ids are): joins and group-bys on them are much faster than on text."""
 _OPTS = pl.QueryOptFlags(projection_pushdown=False)
 
 
@@ -43,7 +45,9 @@ def find_table(root: Path, name: str, required: bool = True) -> Path | None:
     folder = Path(root)
     *dirs, stem = name.split("/")
     for part in dirs:
-        matches = [p for p in folder.iterdir() if p.is_dir() and p.name.lower() == part.lower()] if folder.is_dir() else []
+        matches = (
+            [p for p in folder.iterdir() if p.is_dir() and p.name.lower() == part.lower()] if folder.is_dir() else []
+        )
         if not matches:
             if required:
                 raise LeaderError(f"{root} has no '{part}/' folder; --root must be the MIMIC folder that holds it")
@@ -80,7 +84,7 @@ def read_header(path: Path) -> list[str]:
 
 
 def scan_table(path: Path, columns: list[str], optional: tuple[str, ...] = ()) -> pl.LazyFrame:
-    """Lazily read `columns` (all text, lowercase names) from the CSV at `path`.
+    """Lazily read `columns` (text, but ids as integers; lowercase names) from the CSV at `path`.
 
     Raises LeaderError naming the file and the missing column. Optional columns that are absent
     come back as nulls.
@@ -96,7 +100,10 @@ def scan_table(path: Path, columns: list[str], optional: tuple[str, ...] = ()) -
     if path.stat().st_size < FULL_CHECK_BYTES:
         check_field_counts(path, len(header))
     frame = pl.scan_csv(path, infer_schema=False, quote_char='"', encoding="utf8")
-    exprs = [pl.col(by_lower[c]).alias(c) for c in columns]
+    exprs = [
+        pl.col(by_lower[c]).cast(pl.Int64).alias(c) if c in ID_COLUMNS else pl.col(by_lower[c]).alias(c)
+        for c in columns
+    ]
     exprs += [pl.col(by_lower[c]).alias(c) if c in by_lower else pl.lit(None, pl.String).alias(c) for c in optional]
     return frame.select(exprs)
 
@@ -138,6 +145,8 @@ def _describe(err: Exception) -> str:
         return "not UTF-8 text; re-export the file as UTF-8"
     if "more fields" in low or "ragged" in low or "unterminated" in low or "quote" in low:
         return f"malformed row ({text}); each row must have the header's columns"
+    if "conversion" in low and "i64" in low:
+        return f"an id column holds a value that is not an integer ({text[:160]}); MIMIC ids are integers"
     if "empty" in low:
         return "no data; download the table again"
     return f"cannot parse as CSV ({text}); check the file is an unmodified MIMIC table"

@@ -1,0 +1,259 @@
+"""End to end on a tiny random Llama: teach, resume, features, evaluate, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from leader.cli import main
+from leader.cohort import load_dataset, write_dataset
+from leader.errors import LeaderError
+
+FINAL_FILES = {
+    "adapter_config.json", "adapter_model.safetensors", "head.safetensors", "teacher.json",
+    "config.json", "metrics.json", "metrics.jsonl", "run.json", "checkpoint",
+}
+CHECKPOINT_FILES = {"trainable.safetensors", "best.safetensors", "optimizer.pt", "rng.safetensors", "state.json"}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory, rule_dataset_path):
+    """A 1-layer, hidden-16 Llama with a word-level tokenizer fitted on the fixture prompts."""
+    from leader.teacher.tiny import make_tiny_backbone, tiny_texts
+
+    return make_tiny_backbone(tmp_path_factory.mktemp("tiny") / "llama", tiny_texts([load_dataset(rule_dataset_path)]))
+
+
+def teach_args(data, out, model, *extra) -> list[str]:
+    return ["teach", "--data", str(data), "--out", str(out), "--base-model", str(model), "--max-steps", "4",
+            "--eval-every", "2", "--batch-size", "4", "--precision", "fp32", "--no-progress", *extra]
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory, rule_dataset_path, tiny_model):
+    out = tmp_path_factory.mktemp("teach") / "teacher"
+    assert main(teach_args(rule_dataset_path, out, tiny_model)) == 0
+    return out
+
+
+def read_tensors(path: Path) -> dict:
+    from safetensors.numpy import load_file
+
+    return load_file(path)
+
+
+def test_teach_writes_a_self_describing_folder(teacher_dir, rule_dataset_path, tiny_model):
+    assert {p.name for p in teacher_dir.iterdir()} == FINAL_FILES
+    assert {p.name for p in (teacher_dir / "checkpoint").iterdir()} == CHECKPOINT_FILES
+    dataset = load_dataset(rule_dataset_path)
+    info = json.loads((teacher_dir / "teacher.json").read_text())
+    run = json.loads((teacher_dir / "run.json").read_text())
+    assert run["kind"] == "teacher" and run["medications"] == dataset.medications == info["medications"]
+    assert run["dataset"]["sha256"] == dataset.sha256
+    assert run["split"] == {"how": "random", "seed": 0, "target": "all"}
+    assert isinstance(run["thresholds"], float) and run["thresholds"] == info["threshold"]
+    assert info["base_model"]["spec"] == str(tiny_model.resolve()) and len(info["base_model"]["sha256"]) == 64
+    assert info["prompt"] == {"max_tokens": 192, "max_history": 3, "notes": True}
+    assert info["training"]["steps"] == 4 and info["training"]["stopped"] == "steps"
+    assert "torch" in info["versions"] and "peft" in info["versions"]
+    adapter = json.loads((teacher_dir / "adapter_config.json").read_text())
+    assert adapter["r"] == 8 and set(adapter["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert read_tensors(teacher_dir / "head.safetensors")["weight"].shape == (len(dataset.medications), 16)
+    metrics = json.loads((teacher_dir / "metrics.json").read_text())
+    assert set(metrics) == {"val", "test"} and set(metrics["test"]) == {"overall", "single", "multi"}
+    log = [json.loads(line) for line in (teacher_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r.get("split") == "val"] == [2, 4]
+    config = json.loads((teacher_dir / "config.json").read_text())
+    assert config["max_steps"] == 4 and config["lora_r"] == 8 and config["data"] == str(rule_dataset_path)
+
+
+def test_training_moves_the_weights(teacher_dir):
+    head = read_tensors(teacher_dir / "head.safetensors")["weight"]
+    assert np.abs(head).max() > 0  # the head starts at zero
+    lora_b = [v for k, v in read_tensors(teacher_dir / "adapter_model.safetensors").items() if "lora_B" in k]
+    assert lora_b and any(np.abs(v).max() > 0 for v in lora_b)  # LoRA B starts at zero
+
+
+def test_resume_replays_the_interrupted_run_exactly(teacher_dir, rule_dataset_path, tiny_model, tmp_path, monkeypatch):
+    import leader.teacher.train as train
+    from leader.teacher.config import TeachConfig
+
+    real_save = train.save_checkpoint
+
+    def crash_after_step_2(out, state, *args):
+        real_save(out, state, *args)
+        if state.step == 2:
+            raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(train, "save_checkpoint", crash_after_step_2)
+    out = tmp_path / "resumed"
+    cfg = TeachConfig(data=rule_dataset_path, out=out, base_model=str(tiny_model), max_steps=4, eval_every=2,
+                      batch_size=4, precision="fp32", progress=False)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train.run(cfg)
+    assert not (out / "run.json").exists() and json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 2
+    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    assert main(teach_args(rule_dataset_path, out, tiny_model)) == 2  # exists: needs --resume
+    assert main(teach_args(rule_dataset_path, out, tiny_model, "--resume")) == 0
+    for name in ("adapter_model.safetensors", "head.safetensors"):
+        ours, straight = read_tensors(out / name), read_tensors(teacher_dir / name)
+        assert ours.keys() == straight.keys()
+        for key in ours:
+            np.testing.assert_array_equal(ours[key], straight[key], err_msg=key)
+    drop = ("elapsed_s", "tokens_per_s")
+    logs = [[{k: v for k, v in json.loads(line).items() if k not in drop} for line in (d / "metrics.jsonl").read_text().splitlines()]
+            for d in (out, teacher_dir)]
+    assert logs[0] == logs[1]
+    # a finished run resumed again does nothing
+    assert main(teach_args(rule_dataset_path, out, tiny_model, "--resume")) == 0
+
+
+def test_resume_refuses_other_options(teacher_dir, rule_dataset_path, tiny_model, capsys):
+    assert main(teach_args(rule_dataset_path, teacher_dir, tiny_model, "--resume", "--lr", "0.1")) == 2
+    assert "--lr" in capsys.readouterr().err
+
+
+def test_features_are_cached_and_match_predictions(teacher_dir, rule_dataset_path, hand_dataset, capsys):
+    from leader.teacher.features import ensure_features, load_features
+    from leader.teacher.infer import predict_probs
+
+    from leader.samples import make_samples
+
+    dataset = load_dataset(rule_dataset_path)
+    assert main(["teach", "features", "--teacher", str(teacher_dir), "--data", str(rule_dataset_path), "--no-progress"]) == 0
+    folder = Path(capsys.readouterr().out.strip())
+    assert folder == teacher_dir / "features" / dataset.sha256[:16]
+    assert {p.name for p in folder.iterdir()} == {"features.safetensors", "index.json"}
+    index = json.loads((folder / "index.json").read_text())
+    samples = make_samples(dataset)
+    assert index["sample_ids"] == [s.sample_id for s in samples] and index["hidden_size"] == 16
+    assert index["dataset_sha256"] == dataset.sha256 and index["target"] == "all"
+    ids, hidden, logits = load_features(teacher_dir, dataset)
+    assert ids == index["sample_ids"] and hidden.dtype == np.float16 and logits.dtype == np.float32
+    assert hidden.shape == (len(samples), 16) and logits.shape == (len(samples), len(dataset.medications))
+    # computed once: a second call reuses the files
+    stamp = (folder / "features.safetensors").stat().st_mtime_ns
+    assert ensure_features(teacher_dir, dataset, progress=False) == folder
+    assert (folder / "features.safetensors").stat().st_mtime_ns == stamp
+    # the logits are the head applied to the pooled hidden state, and match predict_probs
+    head = read_tensors(teacher_dir / "head.safetensors")["weight"]
+    np.testing.assert_allclose(hidden.astype(np.float32) @ head.T, logits, atol=0.05)
+    probs = predict_probs(teacher_dir, samples[:7], dataset)
+    np.testing.assert_allclose(probs, 1 / (1 + np.exp(-logits[:7].astype(np.float64))), atol=1e-3)
+    # a corrupt cache is refused by load_features and recomputed by ensure_features
+    (folder / "features.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(LeaderError, match="corrupt"):
+        load_features(teacher_dir, dataset)
+    ensure_features(teacher_dir, dataset, progress=False)
+    np.testing.assert_array_equal(load_features(teacher_dir, dataset)[1], hidden)
+    # another dataset with the same labels has no cache yet
+    with pytest.raises(LeaderError, match="teach features"):
+        load_features(teacher_dir, hand_dataset)
+
+
+def test_evaluate_cli_on_the_teacher(teacher_dir, rule_dataset_path, tmp_path):
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--teacher", str(teacher_dir), "--data", str(rule_dataset_path), "--split", "test",
+                 "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    stored = json.loads((teacher_dir / "metrics.json").read_text())["test"]
+    for group in ("overall", "single", "multi"):
+        assert result["metrics"]["test"][group]["n"] == stored[group]["n"]
+    ours, theirs = result["metrics"]["test"]["overall"], stored["overall"]
+    assert ours["jaccard_samples"]["value"] == pytest.approx(theirs["jaccard_samples"]["value"], abs=1e-6)
+    assert ours["pr_auc_samples"]["value"] == pytest.approx(theirs["pr_auc_samples"]["value"], abs=1e-6)
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_bad_model_paths(rule_dataset_path, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LEADER_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "t"
+    assert main(teach_args(rule_dataset_path, out, tmp_path / "missing")) == 2
+    assert "no such file or folder" in one_error_line(capsys)
+    fake = tmp_path / "model.gguf"
+    fake.write_text("this is not a model")
+    assert main(teach_args(rule_dataset_path, out, fake)) == 2
+    assert "is not a GGUF file" in one_error_line(capsys)
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + bytes(64))
+    assert main(teach_args(rule_dataset_path, out, broken)) == 2
+    assert "cannot read" in one_error_line(capsys)
+    folder = tmp_path / "empty-model"
+    folder.mkdir()
+    assert main(teach_args(rule_dataset_path, out, folder)) == 2
+    assert "config.json" in one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_bad_options_and_data(rule_dataset_path, tiny_model, tmp_path, capsys):
+    out = tmp_path / "t"
+    assert main(teach_args(rule_dataset_path, out, tiny_model, "--precision", "fp16")) == 2
+    assert "needs a CUDA GPU" in one_error_line(capsys)
+    assert main(teach_args(rule_dataset_path, out, tiny_model, "--target-modules", "qkv")) == 2
+    assert "qkv" in one_error_line(capsys)
+    shutil.rmtree(out, ignore_errors=True)
+    old = tmp_path / "old-data"
+    shutil.copytree(rule_dataset_path, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["format_version"] = 0
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    assert main(teach_args(old, tmp_path / "t2", tiny_model)) == 2
+    assert "format version" in one_error_line(capsys)
+    assert main(["teach", "--out", str(tmp_path / "t3")]) == 2
+    assert "--data" in one_error_line(capsys)
+    assert main(teach_args(rule_dataset_path, tmp_path / "t4", tiny_model, "--resume")) == 2
+    assert "nothing to resume" in one_error_line(capsys)
+
+
+def test_teacher_refuses_a_dataset_with_other_labels(teacher_dir, tmp_path, capsys):
+    from leader.teacher.infer import predict_probs
+
+    from leader.samples import make_samples
+    from tests.conftest import MEDS, TITLES, hand_patients
+
+    other = write_dataset(tmp_path / "other", hand_patients(), [*MEDS, "R03A"], TITLES, source="test")
+    assert main(["teach", "features", "--teacher", str(teacher_dir), "--data", str(other)]) == 2
+    assert "other medication labels" in one_error_line(capsys)
+    dataset = load_dataset(other)
+    with pytest.raises(LeaderError, match="other medication labels"):
+        predict_probs(teacher_dir, make_samples(dataset), dataset)
+    assert main(["teach", "features", "--teacher", str(tmp_path), "--data", str(other)]) == 2
+    assert "not a finished teacher run" in one_error_line(capsys)
+
+
+def launch(flags: list[str], args: list[str]) -> None:
+    launcher = Path(sys.executable).with_name("accelerate")
+    command = [str(launcher), "launch", *flags, "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+               "--dynamo_backend", "no", "-m", "leader", *args]
+    done = subprocess.run(command, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_multi_process_launch_gives_the_same_layout(teacher_dir, rule_dataset_path, tiny_model, tmp_path):
+    """Two processes over gloo on the CPU. Accelerate 1.15's `launch --cpu --num_processes 2`
+    starts one process (more need mpirun), `--multi_gpu` starts two through torchrun: on a
+    machine without a GPU leader joins them on the CPU. Both give the single-process layout."""
+    expected = {p.name for p in teacher_dir.iterdir()} - {"features"}
+    for flags, processes in ((["--multi_gpu"], 2), (["--cpu"], 1)):
+        out = tmp_path / flags[0].strip("-")
+        launch(flags, teach_args(rule_dataset_path, out, tiny_model, "--precision", "auto"))
+        assert {p.name for p in out.iterdir()} == expected
+        assert {p.name for p in (out / "checkpoint").iterdir()} == CHECKPOINT_FILES
+        info = json.loads((out / "teacher.json").read_text())
+        assert info["training"]["processes"] == processes and info["training"]["steps"] == 4
+        assert read_tensors(out / "checkpoint" / "rng.safetensors")["cpu"].shape[0] == processes
+        metrics = json.loads((out / "metrics.json").read_text())
+        ref = json.loads((teacher_dir / "metrics.json").read_text())
+        assert metrics["test"]["overall"]["n"] == ref["test"]["overall"]["n"]
