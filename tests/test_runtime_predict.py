@@ -91,7 +91,9 @@ def test_bench_measures_every_engine_and_a_torch_free_process(exported, student_
     report = json.loads(out.read_text())
     assert set(report["engines"]) == {"onnx_fp32", "onnx_int8", "torch"}
     for engine in report["engines"].values():
-        assert 0 < engine["batch1_p50_ms"] <= engine["batch1_p99_ms"] and engine["batch256_visits_per_s"] > 0
+        assert 0 < engine["batch1_p50_ms"] <= engine["batch1_p99_ms"]
+        assert engine["batch256_padded_visits_per_s"] > 0 and engine["batch256_grouped_visits_per_s"] > 0
+    assert report["end_to_end"]["batch1_p50_ms"] > 0 and report["end_to_end"]["batch256_visits_per_s"] > 0
     assert report["runtime_process"]["torch_imported"] is False and report["runtime_process"]["peak_rss_mb"] > 0
     assert report["runtime_process"]["served"] > 0
     assert report["teacher"] == {"skipped": "no --teacher given"}

@@ -64,6 +64,10 @@ def test_load_student_and_predict_probs(trained, rule_dataset_path):
     probs = predict_probs(trained, test, dataset)
     assert probs.shape == (len(test), len(dataset.medications))
     assert ((probs >= 0) & (probs <= 1)).all()
+    # batched prediction (sorted by visit count inside) keeps the samples' order
+    one_by_one = np.concatenate([predict_probs(trained, [s], dataset) for s in test])
+    np.testing.assert_allclose(probs, one_by_one, atol=1e-5)
+    assert len({len(s.visits) for s in test}) > 1
     assert predict_probs(trained, [], dataset).shape == (0, len(dataset.medications))
 
 
