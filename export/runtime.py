@@ -155,11 +155,15 @@ class Recommender:
         names = [i.name for i in self.session.get_inputs()]
         if names != list(INPUTS) or [o.name for o in self.session.get_outputs()] != [OUTPUT]:
             raise LeaderError(f"{path}: inputs {names} are not those of a leader student; export it with `leader export --onnx`")
-        self.encoder = Encoder.from_dict(self.meta["encoder"])
-        self.medications = list(self.encoder.medications)
-        self.names: dict[str, str] = self.meta["medication_names"]
-        thresholds = self.meta["thresholds"]
-        self.thresholds = np.broadcast_to(np.asarray(thresholds, dtype=np.float32), (len(self.medications),)).copy()
+        try:
+            self.encoder = Encoder.from_dict(self.meta["encoder"])
+            self.medications = list(self.encoder.medications)
+            self.names: dict[str, str] = dict(self.meta["medication_names"])
+            # float64 like leader.metrics.predict, so borderline probabilities fall the same way
+            thresholds = np.asarray(self.meta["thresholds"], dtype=np.float64)
+            self.thresholds = np.broadcast_to(thresholds, (len(self.medications),)).copy()
+        except (KeyError, TypeError, ValueError) as err:
+            raise LeaderError(f"{path}: leader metadata is inconsistent ({err}); export the model again") from None
         index = {m: i for i, m in enumerate(self.medications)}
         self.ddi = np.zeros((len(self.medications),) * 2, dtype=bool)
         for a, b in self.meta["ddi"]:

@@ -141,6 +141,8 @@ def test_bad_model_files_are_clear_errors(exported, tmp_path):
         Recommender(with_meta(exported, tmp_path / "new.onnx", format_version=FORMAT_VERSION + 1))
     with pytest.raises(LeaderError, match="lacks 'thresholds'"):
         Recommender(with_meta(exported, tmp_path / "nothr.onnx", drop=["thresholds"]))
+    with pytest.raises(LeaderError, match="inconsistent"):  # 2 thresholds for 6 medications
+        Recommender(with_meta(exported, tmp_path / "thr.onnx", thresholds=[0.5, 0.5]))
     other = onnx.helper.make_model(onnx.helper.make_graph(
         [onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
         [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],

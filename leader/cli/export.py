@@ -52,13 +52,13 @@ def predict(
     batch: Annotated[int, typer.Option(help="Patients per onnxruntime call.")] = 256,
     threads: Annotated[int, typer.Option(help="onnxruntime threads.")] = 1,
 ) -> None:
-    """Recommend medications for each patient line (profile + visits; the last visit is prescribed for).
+    """Recommend medications for each patient line (profile + visits; the last visit is the one prescribed for).
 
-    Each output line holds the line number, patient_id, the recommended set, the top-k ranked
-    medications with probabilities, DDI warnings among the recommended drugs and unknown codes.
-    A line that is not JSON or not a usable patient is reported on stderr with its number and
-    skipped; the others are still served. Exit code: 0 when every line was served, 2 otherwise
-    (and for a bad --model or --input).
+    Each output line holds the input line number, patient_id, the recommended set, the top-k ranked medications with probabilities, DDI warnings among the recommended drugs and the unknown codes.
+
+    A line that is not JSON or not a usable patient is reported on stderr with its number and skipped; the others are still served.
+
+    Exit code: 0 when every line was served; 2 when some line was skipped, or --model / --input is unusable.
     """
     from leader.export.predict import PredictConfig, run
 
