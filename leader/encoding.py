@@ -78,9 +78,7 @@ class Encoder:
     @classmethod
     def fit(cls, train_samples, medications: list[str], max_visits: int = 8, max_codes: int = 40) -> "Encoder":
         """Fit vocabularies on training samples (each has `.visits` and `.profile`)."""
-        vocabs = {
-            kind: Vocab.fit(c for s in train_samples for v in s.visits for c in v[kind]) for kind in CODE_TYPES
-        }
+        vocabs = {kind: Vocab.fit(c for s in train_samples for v in s.visits for c in v[kind]) for kind in CODE_TYPES}
         vocabs["profile"] = Vocab.fit(t for s in train_samples for t in profile_tokens(s.profile))
         return cls(vocabs, list(medications), max_visits, max_codes)
 
@@ -94,7 +92,9 @@ class Encoder:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Encoder":
-        return cls({k: Vocab(list(v)) for k, v in d["vocabs"].items()}, list(d["medications"]), d["max_visits"], d["max_codes"])
+        return cls(
+            {k: Vocab(list(v)) for k, v in d["vocabs"].items()}, list(d["medications"]), d["max_visits"], d["max_codes"]
+        )
 
     def unknown_codes(self, profile: dict, visits: list[dict]) -> list[str]:
         """Codes of the visits that the vocabularies have never seen (reported, not fatal)."""

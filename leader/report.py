@@ -95,7 +95,9 @@ def _curves(plt, runs: list[_Run]) -> str | None:
         ):
             keys = sorted({k for entry in run.log for k, v in entry.items() if pick(k) and isinstance(v, (int, float))})
             for key in keys:
-                points = [(e.get(x_key, i), e[key]) for i, e in enumerate(run.log) if isinstance(e.get(key), (int, float))]
+                points = [
+                    (e.get(x_key, i), e[key]) for i, e in enumerate(run.log) if isinstance(e.get(key), (int, float))
+                ]
                 if points:
                     xs, ys = zip(*points)
                     ax.plot(xs, ys, marker="." if len(points) < 40 else None, label=key)
@@ -175,9 +177,35 @@ def _counts(plt, runs: list[_Run], cfg: ReportConfig) -> str | None:
     return _png(fig)
 
 
+def _speed_rows(bench: dict) -> list[dict]:
+    """Engines of a `leader bench` JSON (torch student, ONNX fp32, ONNX int8, ...) plus the teacher."""
+    rows = [
+        {
+            "engine": name,
+            "p50_ms": e.get("batch1_p50_ms"),
+            "p99_ms": e.get("batch1_p99_ms"),
+            "throughput": e.get("batch256_grouped_visits_per_s"),
+            "size_bytes": e.get("bytes"),
+        }
+        for name, e in bench.get("engines", {}).items()
+    ]
+    teacher = bench.get("teacher", {})
+    if "per_visit_ms" in teacher:
+        rows.append(
+            {
+                "engine": "teacher (LLM)",
+                "p50_ms": teacher["per_visit_ms"],
+                "p99_ms": None,
+                "throughput": 1000.0 / teacher["per_visit_ms"],
+                "size_bytes": teacher.get("bytes"),
+            }
+        )
+    return rows
+
+
 def _speed(plt, bench: dict) -> tuple[str, str]:
-    """Bars of batch-1 latency and file size per engine, plus the same figures as a table."""
-    rows = bench.get("rows", [])
+    """Bars of per-visit latency and file size per engine, plus the same figures as a table."""
+    rows = _speed_rows(bench)
     names = [r["engine"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     latency = [r.get("p50_ms") or np.nan for r in rows]
@@ -192,10 +220,12 @@ def _speed(plt, bench: dict) -> tuple[str, str]:
         ax.tick_params(axis="x", rotation=20, labelsize=8)
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    head = "<tr><th>engine</th><th>p50 ms (batch 1)</th><th>p99 ms</th><th>visits/s (batch 256)</th><th>size MB</th></tr>"
+    head = (
+        "<tr><th>engine</th><th>p50 ms (batch 1)</th><th>p99 ms</th><th>visits/s (batch 256)</th><th>size MB</th></tr>"
+    )
     body = "".join(
         f"<tr><td>{html.escape(r['engine'])}</td><td>{_fmt(r.get('p50_ms'), 3)}</td><td>{_fmt(r.get('p99_ms'), 3)}</td>"
-        f"<td>{_fmt(r.get('throughput'), 0)}</td><td>{_fmt((r.get('size_bytes') or 0) / 1e6 or None, 2)}</td></tr>"
+        f"<td>{_fmt(r.get('throughput'), 0)}</td><td>{_fmt(r['size_bytes'] / 1e6 if r.get('size_bytes') else None, 2)}</td></tr>"
         for r in rows
     )
     return _png(fig), f"<table>{head}{body}</table>"

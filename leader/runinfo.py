@@ -40,7 +40,9 @@ def versions() -> dict[str, str]:
     return out
 
 
-def write_run(folder: str | Path, kind: str, name: str, dataset, split: dict, thresholds, config: dict, **extra) -> None:
+def write_run(
+    folder: str | Path, kind: str, name: str, dataset, split: dict, thresholds, config: dict, **extra
+) -> None:
     """Write ``run.json`` into `folder` (atomically)."""
     assert kind in KINDS, kind
     record = {
@@ -71,6 +73,10 @@ def read_run(folder: str | Path, kind: str | None = None) -> dict:
 def check_same_dataset(record: dict, dataset, folder) -> None:
     """Refuse a run trained on another dataset than `dataset` (labels or cohort hash differ)."""
     if record.get("medications") != list(dataset.medications):
-        raise LeaderError(f"{folder} was trained with other medication labels than {dataset.path}; use the dataset it was trained on")
+        raise LeaderError(
+            f"{folder} was trained with other medication labels than {dataset.path}; use the dataset it was trained on"
+        )
     if record.get("dataset", {}).get("sha256") != dataset.sha256:
-        raise LeaderError(f"{folder} was trained on another dataset (sha256 differs from {dataset.path}); retrain or pass the matching --data")
+        raise LeaderError(
+            f"{folder} was trained on another dataset (sha256 differs from {dataset.path}); retrain or pass the matching --data"
+        )

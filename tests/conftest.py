@@ -42,38 +42,77 @@ def hand_patients() -> list[dict]:
             "patient_id": "p1",
             "profile": {"gender": "M", "age": 72, "insurance": "Medicare", "admission_type": "EMERGENCY"},
             "visits": [
-                {"visit_id": "v1", "time": "2150-01-03T10:00:00", "diagnoses": ["ICD9:486", "ICD9:4019"],
-                 "procedures": ["ICD9P:3893"], "medications": ["J01C", "C07A"], "note": note},
+                {
+                    "visit_id": "v1",
+                    "time": "2150-01-03T10:00:00",
+                    "diagnoses": ["ICD9:486", "ICD9:4019"],
+                    "procedures": ["ICD9P:3893"],
+                    "medications": ["J01C", "C07A"],
+                    "note": note,
+                },
             ],
         },
         {
             "patient_id": "p2",
             "profile": {"gender": "F", "age": 55, "insurance": "Private"},
             "visits": [
-                {"visit_id": "v1", "time": "2160-03-01T08:00:00", "diagnoses": ["ICD9:25000"],
-                 "procedures": [], "medications": ["A10B"], "note": None},
-                {"visit_id": "v2", "time": "2161-05-09T08:00:00", "diagnoses": ["ICD9:25000", "ICD9:2724"],
-                 "procedures": ["ICD9P:9904"], "medications": ["A10B", "C10A"], "note": None},
-                {"visit_id": "v3", "time": "2162-07-20T08:00:00", "diagnoses": ["ICD9:42731"],
-                 "procedures": [], "medications": ["B01A", "C07A", "A10B"], "note": None},
+                {
+                    "visit_id": "v1",
+                    "time": "2160-03-01T08:00:00",
+                    "diagnoses": ["ICD9:25000"],
+                    "procedures": [],
+                    "medications": ["A10B"],
+                    "note": None,
+                },
+                {
+                    "visit_id": "v2",
+                    "time": "2161-05-09T08:00:00",
+                    "diagnoses": ["ICD9:25000", "ICD9:2724"],
+                    "procedures": ["ICD9P:9904"],
+                    "medications": ["A10B", "C10A"],
+                    "note": None,
+                },
+                {
+                    "visit_id": "v3",
+                    "time": "2162-07-20T08:00:00",
+                    "diagnoses": ["ICD9:42731"],
+                    "procedures": [],
+                    "medications": ["B01A", "C07A", "A10B"],
+                    "note": None,
+                },
             ],
         },
         {
             "patient_id": "p3",
             "profile": {"gender": "F", "age": 300, "insurance": "Medicare"},
             "visits": [
-                {"visit_id": "v1", "time": "2170-11-11T00:00:00", "diagnoses": ["ICD9:7242"],
-                 "procedures": [], "medications": ["N02B"]},
+                {
+                    "visit_id": "v1",
+                    "time": "2170-11-11T00:00:00",
+                    "diagnoses": ["ICD9:7242"],
+                    "procedures": [],
+                    "medications": ["N02B"],
+                },
             ],
         },
         {
             "patient_id": "p4",
             "profile": {"gender": "M", "age": 64},
             "visits": [
-                {"visit_id": "v1", "time": "2155-02-02T00:00:00", "diagnoses": ["ICD10:I10"],
-                 "procedures": ["ICD10P:02HV33Z"], "medications": ["C07A"]},
-                {"visit_id": "v2", "time": "2156-02-02T00:00:00", "diagnoses": ["ICD10:I10", "ICD9:4019"],
-                 "procedures": [], "medications": []},
+                {
+                    "visit_id": "v1",
+                    "time": "2155-02-02T00:00:00",
+                    "diagnoses": ["ICD10:I10"],
+                    "procedures": ["ICD10P:02HV33Z"],
+                    "medications": ["C07A"],
+                },
+                {
+                    "visit_id": "v2",
+                    "time": "2156-02-02T00:00:00",
+                    "diagnoses": ["ICD10:I10", "ICD9:4019"],
+                    "procedures": [],
+                    "medications": [],
+                },
             ],
         },
     ]
@@ -103,9 +142,21 @@ def rule_patients(n: int = 60, seed: int = 0) -> list[dict]:
             dx = sorted(set(chronic + acute)) or ["ICD9:7242"]
             meds = sorted({m for c in dx for m in RULES[c]})
             procs = ["ICD9P:3893"] if "ICD9:486" in dx else []
-            visits.append({"visit_id": f"v{v}", "time": f"{2100 + p % 10 + v}-01-01T00:00:00",
-                           "diagnoses": dx, "procedures": procs, "medications": meds, "note": None})
-        profile = {"gender": rng.choice("MF"), "age": rng.randint(20, 95), "insurance": rng.choice(["Medicare", "Private"])}
+            visits.append(
+                {
+                    "visit_id": f"v{v}",
+                    "time": f"{2100 + p % 10 + v}-01-01T00:00:00",
+                    "diagnoses": dx,
+                    "procedures": procs,
+                    "medications": meds,
+                    "note": None,
+                }
+            )
+        profile = {
+            "gender": rng.choice("MF"),
+            "age": rng.randint(20, 95),
+            "insurance": rng.choice(["Medicare", "Private"]),
+        }
         patients.append({"patient_id": f"r{p}", "profile": profile, "visits": visits})
     return patients
 

@@ -114,4 +114,9 @@ def test_encoder_shapes_and_unknowns(hand_dataset):
     assert y.shape == (7, 6) and y[0].sum() == 2
     assert Encoder.from_dict(json.loads(json.dumps(enc.to_dict()))).to_dict() == enc.to_dict()
     prof = enc.vocabs["profile"]
-    assert [prof.tokens[i] for i in arrays["profile"][0] if i] == ["admission_type=EMERGENCY", "age=70-79", "gender=M", "insurance=MEDICARE"]
+    assert [prof.tokens[i] for i in arrays["profile"][0] if i] == [
+        "admission_type=EMERGENCY",
+        "age=70-79",
+        "gender=M",
+        "insurance=MEDICARE",
+    ]

@@ -21,10 +21,21 @@ def baseline_runs(rule_dataset_path, tmp_path_factory):
 
 def test_report_is_self_contained(baseline_runs, tmp_path):
     bench = tmp_path / "bench.json"
-    bench.write_text(json.dumps({"rows": [
-        {"engine": "onnx fp32", "p50_ms": 0.2, "p99_ms": 0.4, "throughput": 30000.0, "size_bytes": 2_000_000},
-        {"engine": "teacher", "p50_ms": 300.0, "p99_ms": 320.0, "throughput": 10.0, "size_bytes": 270_000_000},
-    ]}))
+    bench.write_text(
+        json.dumps(
+            {
+                "engines": {
+                    "onnx fp32": {
+                        "batch1_p50_ms": 0.2,
+                        "batch1_p99_ms": 0.4,
+                        "batch256_grouped_visits_per_s": 30000.0,
+                        "bytes": 2_000_000,
+                    }
+                },
+                "teacher": {"per_visit_ms": 300.0},
+            }
+        )
+    )
     out = run(ReportConfig(baseline_runs, tmp_path / "report.html", bench=bench))
     page = out.read_text()
     # pictures are embedded, nothing is fetched from elsewhere
@@ -32,7 +43,7 @@ def test_report_is_self_contained(baseline_runs, tmp_path):
     assert images == ["model comparison", "medication counts", "speed and size"]
     assert "http://" not in page and "https://" not in page
     assert page.count("<tr>") >= 3 and ">frequency<" in page and ">logistic<" in page
-    assert "onnx fp32" in page
+    assert "onnx fp32" in page and "teacher (LLM)" in page
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "report.html"]  # no temporary left
 
 

@@ -6,10 +6,10 @@ import gzip
 import json
 
 import pytest
-
-from leader.cli import main
 from leader.export.bench import TARGETS
 from leader.export.runtime import Recommender
+
+from leader.cli import main
 from tests.conftest import rule_patients
 from tests.test_export import chain
 

@@ -1,0 +1,246 @@
+"""`leader demo`: the whole pipeline on a synthetic cohort, one progress line per stage.
+
+    leader demo --out runs/demo            # embedded SmolLM2 teacher, ~25 minutes on 2 CPU cores
+    leader demo --quick --out runs/quick   # tiny random teacher, a few minutes (what CI runs)
+
+Stages: synthetic cohort -> stats -> baselines (frequency, logistic) -> teacher -> teacher
+features -> students (no teacher, KD, KD + profile alignment) -> ONNX export (fp32 + int8, model
+card) -> bench -> report, then a closing table. Every stage writes its own folder under --out and
+is skipped when that folder is already complete, so an interrupted demo resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from leader.errors import LeaderError
+from leader.io import read_json
+
+
+@dataclass
+class DemoConfig:
+    """`leader demo` options."""
+
+    out: Path = Path("runs/demo")
+    """Folder for every stage's output (resumable: finished stages are skipped)."""
+    quick: bool = False
+    """Tiny random teacher and a small cohort: the whole chain in a few minutes (CI)."""
+    patients: int | None = None
+    """Synthetic patients (default 2,000; 300 with --quick)."""
+    teacher_minutes: float = 12.0
+    """Time budget of the SmolLM2 teacher's training (the demo's longest stage)."""
+    seed: int = 0
+    """Seed of the cohort, the split and the models."""
+    progress: bool = False
+    """Show the stages' own progress bars (the demo prints one line per stage either way)."""
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class _Stages:
+    """Runs named stages, skipping those whose output exists, and prints one line for each."""
+
+    def __init__(self, verbose: bool):
+        self.start = time.perf_counter()
+        self.count = 0
+        self.verbose = verbose
+
+    def __call__(self, name: str, done: Path, fn) -> None:
+        self.count += 1
+        if done.exists():
+            _say(f"[{self.count:2d}] {name:<34} already done ({done})")
+            return
+        t0 = time.perf_counter()
+        _say(f"[{self.count:2d}] {name:<34} ...")
+        if self.verbose:
+            fn()
+        else:
+            # one line per stage: the stage's own chatter and bars are kept and shown only if it fails
+            chatter = io.StringIO()
+            try:
+                with contextlib.redirect_stderr(chatter), contextlib.redirect_stdout(chatter):
+                    fn()
+            except BaseException:
+                _say(chatter.getvalue())
+                raise
+        _say(
+            f"[{self.count:2d}] {name:<34} done in {time.perf_counter() - t0:6.1f} s   (total {time.perf_counter() - self.start:6.1f} s)"
+        )
+
+
+def _tiny_teacher_model(out: Path, data: Path) -> str:
+    from leader.cohort import load_dataset
+    from leader.teacher.tiny import make_tiny_backbone, tiny_texts
+
+    folder = out / "tiny-llama"
+    if not (folder / "config.json").exists():
+        make_tiny_backbone(folder, tiny_texts([load_dataset(data)]), hidden=32, layers=1, seed=0)
+    return str(folder)
+
+
+def run(cfg: DemoConfig) -> dict:
+    """Run the demo; returns the paths of what it made."""
+    from leader.baseline import BaselineConfig
+    from leader.baseline import run as run_baseline
+    from leader.data.stats import dataset_stats, format_stats
+    from leader.data.synth import synthesize
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    patients = cfg.patients or (300 if cfg.quick else 2000)
+    if patients < 30:
+        raise LeaderError("--patients must be at least 30 (the split needs validation and test patients)")
+    paths = {
+        "data": out / "synth",
+        "frequency": out / "frequency",
+        "logistic": out / "logistic",
+        "teacher": out / "teacher",
+        "student-no-teacher": out / "student-no-teacher",
+        "student-kd": out / "student-kd",
+        "student": out / "student",
+        "onnx": out / "model.onnx",
+        "bench": out / "model.bench.json",
+        "report": out / "report.html",
+    }
+    stage = _Stages(cfg.progress)
+    stage(
+        f"synthetic cohort ({patients} patients)",
+        paths["data"],
+        lambda: synthesize(paths["data"], patients, seed=cfg.seed),
+    )
+    _say(format_stats(dataset_stats(paths["data"])))
+    for method in ("frequency", "logistic"):
+        stage(
+            f"baseline: {method}",
+            paths[method] / "run.json",
+            lambda m=method: run_baseline(
+                BaselineConfig(paths["data"], paths[m], method=m, seed=cfg.seed, overwrite=True)
+            ),
+        )
+    _teacher_stages(cfg, stage, paths, out)
+    _student_stages(cfg, stage, paths)
+    _deploy_stages(cfg, stage, paths)
+    _say("")
+    _say(closing_table(paths))
+    _say(
+        f"\nreport: {paths['report']}\nmodel:  {paths['onnx']} (+ {paths['onnx'].with_suffix('.int8.onnx').name}, model card {paths['onnx'].with_suffix('.md').name})"
+    )
+    return paths
+
+
+def _teacher_stages(cfg: DemoConfig, stage, paths: dict, out: Path) -> None:
+    from leader.cohort import load_dataset
+    from leader.teacher.config import TeachConfig
+    from leader.teacher.features import ensure_features
+    from leader.teacher.train import run as run_teacher
+
+    if cfg.quick:
+        teach = TeachConfig(
+            data=paths["data"],
+            out=paths["teacher"],
+            base_model=_tiny_teacher_model(out, paths["data"]),
+            max_steps=30,
+            eval_every=15,
+            batch_size=8,
+            max_tokens=128,
+            seed=cfg.seed,
+            progress=cfg.progress,
+        )
+        label = "teacher: tiny random Llama"
+    else:
+        teach = TeachConfig(
+            data=paths["data"],
+            out=paths["teacher"],
+            max_minutes=cfg.teacher_minutes,
+            seed=cfg.seed,
+            progress=cfg.progress,
+        )
+        label = f"teacher: SmolLM2-135M ({cfg.teacher_minutes:g} min)"
+    stage(label, paths["teacher"] / "run.json", lambda: run_teacher(teach))
+    dataset = load_dataset(paths["data"])
+    from leader.teacher.features import features_dir
+
+    stage(
+        "teacher features (fp16 cache)",
+        features_dir(paths["teacher"], dataset) / "index.json",
+        lambda: ensure_features(paths["teacher"], dataset, progress=cfg.progress),
+    )
+
+
+def _student_stages(cfg: DemoConfig, stage, paths: dict) -> None:
+    from leader.student.config import DistillConfig
+    from leader.student.distill import run as run_distill
+
+    common = dict(
+        data=str(paths["data"]), teacher=str(paths["teacher"]), seed=cfg.seed, progress=cfg.progress, overwrite=True
+    )
+    if cfg.quick:
+        common.update(epochs=15, patience=4)
+    variants = (
+        ("student-no-teacher", "student: no teacher (BCE only)", dict(no_teacher=True, name="student (no teacher)")),
+        ("student-kd", "student: feature KD", dict(beta=0.0, name="student (KD)")),
+        ("student", "student: KD + profile alignment", dict(name="student (KD + align)")),
+    )
+    for key, label, extra in variants:
+        stage(
+            label,
+            paths[key] / "run.json",
+            lambda k=key, e=extra: run_distill(DistillConfig(out=str(paths[k]), **common, **e)),
+        )
+
+
+def _deploy_stages(cfg: DemoConfig, stage, paths: dict) -> None:
+    from leader.export.bench import BenchConfig
+    from leader.export.bench import run as run_bench
+    from leader.export.onnx_export import ExportConfig
+    from leader.export.onnx_export import run as run_export
+    from leader.report import ReportConfig
+    from leader.report import run as run_report
+
+    stage(
+        "ONNX export (fp32 + int8, card)",
+        paths["onnx"].with_suffix(".int8.onnx"),
+        lambda: run_export(ExportConfig(student=paths["student"], out=paths["onnx"], int8=True, force=cfg.quick)),
+    )
+    stage(
+        "bench (torch, ONNX fp32/int8, teacher)",
+        paths["bench"],
+        lambda: run_bench(
+            BenchConfig(
+                model=paths["onnx"],
+                student=paths["student"],
+                teacher=paths["teacher"],
+                out=paths["bench"],
+                latency_calls=300 if cfg.quick else 2000,
+            )
+        ),
+    )
+    runs = [paths[k] for k in ("frequency", "logistic", "teacher", "student-no-teacher", "student-kd", "student")]
+    stage(
+        "report (HTML)",
+        paths["report"],
+        lambda: run_report(ReportConfig(runs, paths["report"], bench=paths["bench"], title="leader demo")),
+    )
+
+
+def closing_table(paths: dict) -> str:
+    """The demo's last words: test metrics of every model, then speed and size."""
+    from leader.metrics import format_table
+    from leader.runinfo import read_run
+
+    tables = {}
+    for key in ("frequency", "logistic", "teacher", "student-no-teacher", "student-kd", "student"):
+        folder = paths[key]
+        tables[read_run(folder).get("name") or key] = read_json(folder / "metrics.json")
+    lines = ["test split (mean ± std over 10 bootstrap rounds of 80%):", format_table(tables, split="test")]
+    from leader.export.bench import format_report
+
+    lines.append(format_report(read_json(paths["bench"])))
+    return "\n".join(lines)
