@@ -218,11 +218,14 @@ def int8_path(path: Path) -> Path:
 
 
 def run(cfg: ExportConfig) -> dict:
-    """Export the student; returns a summary (paths, sizes, parity error, int8 check)."""
+    """Export the student and write its model card (NAME.md, see modelcard.py); returns a summary
+    (paths, sizes, parity error, int8 check)."""
     from leader.student import load_student
 
     from leader.cohort import read_ddi
     from leader.io import read_json
+
+    from .modelcard import write_model_card
 
     model, encoder, record = load_student(cfg.student)
     if list(record.get("medications", encoder.medications)) != list(encoder.medications):
@@ -246,8 +249,18 @@ def run(cfg: ExportConfig) -> dict:
         if not error <= PARITY_TOL:
             raise RuntimeError(f"ONNX output differs from torch by {error:.2e} (> {PARITY_TOL}); please report this bug")
         summary.update(parity_max_abs_error=error, bytes=tmp.stat().st_size)
+    twin = int8_path(cfg.out)
+    if twin.exists():  # it belonged to the model just replaced; a stale twin would be served and benched
+        twin.unlink()
+        print(f"note: removed {twin}, the int8 twin of the previous export", file=sys.stderr)
+    manifest = read_json(data_path / "manifest.json", "dataset manifest") if data_path else {}
+    card = {"bytes": summary["bytes"], "parity_max_abs_error": error, "max_visits": encoder.max_visits,
+            "max_codes": encoder.max_codes}
+    summary["card"] = str(write_model_card(cfg.out, record, metrics, manifest, names, card))
     if cfg.int8:  # after the fp32 file is in place: a refused int8 model leaves the fp32 one valid
         from .quantize import quantize_checked
 
-        summary["int8"] = quantize_checked(cfg.out, int8_path(cfg.out), meta, record, data_path, cfg.max_drop, cfg.force)
+        summary["int8"] = quantize_checked(cfg.out, twin, meta, record, data_path, cfg.max_drop, cfg.force)
+        card["int8_jaccard_drop"] = summary["int8"]["jaccard_drop"]
+        write_model_card(cfg.out, record, metrics, manifest, names, card)
     return summary

@@ -79,7 +79,11 @@ class DistillConfig:
                 setattr(self, name, str(getattr(self, name)))
         if not self.no_teacher and self.alpha > 0 and not self.teacher:
             raise LeaderError("--alpha > 0 needs --teacher DIR (or pass --no-teacher, or --alpha 0)")
-        for flag, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size), ("--patience", self.patience)):
+        for flag, value in (
+            ("--epochs", self.epochs),
+            ("--batch-size", self.batch_size),
+            ("--patience", self.patience),
+        ):
             if value < 1:
                 raise LeaderError(f"{flag} must be at least 1, got {value}")
         if self.lr <= 0 or self.tau <= 0:

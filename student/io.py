@@ -1,13 +1,13 @@
 """The student folder (output of `leader distill --out DIR`):
 
-    run.json          kind "student", name, dataset sha256, split, medications, thresholds, versions
-    config.json       {"student": StudentConfig, "distill": DistillConfig, "teacher": {...} | null}
-    encoder.json      vocabularies and truncation limits (leader.encoding.Encoder.to_dict())
-    model.safetensors the student's weights
-    ddi.csv           the dataset's interacting medication pairs (copied)
-    metrics.json      {"val": table, "test": table} (leader.evaluate.score)
-    metrics.jsonl     one line per epoch: losses, validation PR-AUC, seconds
-    checkpoint/       resume state (weights, best weights, optimizer, epoch), apart from the model
+run.json          kind "student", name, dataset sha256, split, medications, thresholds, versions
+config.json       {"student": StudentConfig, "distill": DistillConfig, "teacher": {...} | null}
+encoder.json      vocabularies and truncation limits (leader.encoding.Encoder.to_dict())
+model.safetensors the student's weights
+ddi.csv           the dataset's interacting medication pairs (copied)
+metrics.json      {"val": table, "test": table} (leader.evaluate.score)
+metrics.jsonl     one line per epoch: losses, validation PR-AUC, seconds
+checkpoint/       resume state (weights, best weights, optimizer, epoch), apart from the model
 """
 
 from __future__ import annotations
@@ -63,7 +63,9 @@ def load_student(folder: str | Path) -> tuple[Student, Encoder, dict]:
         cfg = StudentConfig.from_dict(config["student"])
         encoder = Encoder.from_dict(encoder_dict)
     except (KeyError, TypeError, ValueError) as err:
-        raise LeaderError(f"{folder}: config.json or encoder.json is malformed ({err}); re-run `leader distill`") from None
+        raise LeaderError(
+            f"{folder}: config.json or encoder.json is malformed ({err}); re-run `leader distill`"
+        ) from None
     model = Student(cfg)
     load_weights(model, folder / "model.safetensors")
     return model.eval(), encoder, record

@@ -45,6 +45,8 @@ class LoopState:
     """Seconds spent in the training loop (steps and validations), over all sessions."""
     world: int = 1
     """Number of processes (the batch order depends on it)."""
+    dataset_sha256: str = ""
+    """The cohort trained on (a resumed run must see the same data)."""
     scheduler: dict = field(default_factory=dict)
     stopped: str = ""
     """Why the loop ended: "steps", "early stopping" or "time budget"."""

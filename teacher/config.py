@@ -71,7 +71,7 @@ class TeachConfig:
     patience: int = 3
     """Stop after this many evaluations without a better validation PR-AUC."""
     max_minutes: float | None = None
-    """Time budget of the training loop; the schedule is shrunk to fit it after a few steps."""
+    """Time budget of the training loop (steps and validations; loading and the final scoring come on top): after a few timed steps the schedule is shrunk to fit it."""
     eval_batch_size: int = 16
     """Samples per batch when evaluating."""
     resume: bool = False

@@ -152,6 +152,29 @@ def forward(
     )
 
 
+def gather_logits(accelerator, model, token_lists, pad_id, batch_size, device, autocast, desc="teacher", progress=False):
+    """Logits float32 [N, M] of every prompt, computed by all processes of `accelerator` (each
+    takes a share of the batches) and gathered on every process, in the prompts' order."""
+    import torch
+
+    world, rank = accelerator.num_processes, accelerator.process_index
+    idx, _, logits = forward(model, token_lists, pad_id, batch_size, device, autocast, rank, world,
+                         progress and accelerator.is_main_process, desc)
+    if world > 1:
+        n_max = int(accelerator.gather(torch.tensor([len(idx)], device=device)).max().item())
+        pad_idx = torch.full((n_max,), -1, dtype=torch.int64)
+        pad_idx[: len(idx)] = torch.from_numpy(idx)
+        pad_log = torch.zeros((n_max, logits.shape[1]), dtype=torch.float32)
+        pad_log[: len(idx)] = torch.from_numpy(logits)
+        all_idx = accelerator.gather(pad_idx.to(device)).cpu().numpy()
+        all_log = accelerator.gather(pad_log.to(device)).cpu().numpy()
+        keep = all_idx >= 0
+        idx, logits = all_idx[keep], all_log[keep]
+    out = np.zeros((len(token_lists), logits.shape[1]), dtype=np.float32)
+    out[idx] = logits
+    return out
+
+
 def run_teacher(teacher: LoadedTeacher, samples, titles: dict, batch_size: int = 16, progress: bool = False):
     """(pooled hidden float32 [N, H], logits float32 [N, M]) of `samples`, in their order."""
     tokens = encode(samples, titles, teacher.settings, teacher.tokenizer)

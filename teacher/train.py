@@ -22,7 +22,6 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,28 +30,25 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import broadcast, set_seed
-from safetensors.torch import save_file
 from tqdm import tqdm
 
 from leader.cohort import load_dataset
 from leader.errors import LeaderError
-from leader.evaluate import score, write_metrics
-from leader.io import write_json, write_text
+from leader.io import write_json
 from leader.metrics import jaccard_samples, labels_matrix, pr_auc_samples, tune_threshold
-from leader.runinfo import versions, write_run
 from leader.samples import split_samples
 
 from .backbone import bf16_supported, load_backbone, resolve
-from .checkpoint import LoopState, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT, LoopState, load_checkpoint, save_checkpoint
 from .config import TeachConfig
-from .infer import forward, load_teacher
+from .folder import score_and_finish, trim_log, write_teacher
+from .infer import gather_logits
 from .model import TeacherModel, add_lora, collate, length_batches, load_trainable_state, trainable_state
 from .prompt import PromptSettings, encode
 
 EVALS_PER_RUN = 5  # validations in an --eval-every 0 run
 LOG_EVERY = 10  # steps between training-loss lines in metrics.jsonl
 CALIBRATE_STEPS = 4  # steps timed before the schedule is fitted to --max-minutes
-TEACHER_FILES = ("adapter_config.json", "adapter_model.safetensors", "head.safetensors", "teacher.json")
 
 
 def resolve_precision(precision: str, quantize: str | None) -> str:
@@ -124,30 +120,14 @@ def run(cfg: TeachConfig) -> Path:
         print(f"{cfg.out} is finished already; nothing to do", file=sys.stderr)
         return cfg.out
     precision = resolve_precision(cfg.precision, cfg.quantize)
-
     accelerator = _accelerator(precision)
-    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    world, main = accelerator.num_processes, accelerator.is_main_process
     if world > 1 and accelerator.device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     with accelerator.main_process_first():
         backbone = resolve(cfg.base_model)
-    if main:
-        cfg.out.mkdir(parents=True, exist_ok=True)
-        write_json(cfg.out / "config.json", cfg.to_dict())
-    accelerator.wait_for_everyone()
     set_seed(cfg.seed, device_specific=True)
-
-    # the frozen base in the autocast dtype: autocast would cast its weights on every forward anyway
-    # (DESIGN.md: 718 vs 649 tokens/s); LoRA weights and the head stay fp32
-    low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision) if cfg.quantize is None else None
-    base, tokenizer = load_backbone(backbone, cfg.quantize, dtype=low)
-    for module in base.modules():
-        # bitsandbytes repacks 4-bit weights for a faster CPU kernel on the first no-grad forward
-        # (our validation) and that kernel has no backward: training after it would get wrong
-        # gradients. Keep the trainable layout; `leader.teacher.infer` may use the fast one.
-        if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False
-    model = TeacherModel(add_lora(base, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules), len(dataset.medications))
+    model, tokenizer = _build_model(cfg, backbone, precision, len(dataset.medications))
     settings = PromptSettings(cfg.max_tokens, cfg.max_history, cfg.notes)
     tokens = {name: encode(splits[name], dataset.titles, settings, tokenizer) for name in ("train", "val")}
     labels = {name: labels_matrix(splits[name], dataset.medications) for name in ("train", "val")}
@@ -158,45 +138,78 @@ def run(cfg: TeachConfig) -> Path:
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     inner = accelerator.unwrap_model(model)
-
     n_batches = math.ceil(len(tokens["train"]) / cfg.batch_size)
-    per_step = world * cfg.grad_accum
-    planned = cfg.max_steps or max(1, math.ceil(cfg.epochs * n_batches / per_step))
-    state = LoopState(total_steps=planned, eval_every=cfg.eval_every or max(1, planned // EVALS_PER_RUN), world=world)
+    planned = cfg.max_steps or max(1, math.ceil(cfg.epochs * n_batches / (world * cfg.grad_accum)))
+    state = LoopState(total_steps=planned, eval_every=cfg.eval_every or max(1, planned // EVALS_PER_RUN), world=world,
+                      dataset_sha256=dataset.sha256)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, state.total_steps, int(cfg.warmup * state.total_steps))
     )
-    best = None
-    loaded = load_checkpoint(cfg.out) if cfg.resume else None
-    if loaded is not None:
-        saved, trainable, best, optim_state, rng = loaded
-        if saved.world != world:
-            raise LeaderError(f"{cfg.out} was trained with {saved.world} processes; resume it with the same number")
-        state.__dict__.update(saved.__dict__)  # in place: the scheduler's lambda reads `state`
-        load_trainable_state(inner, trainable)
-        optimizer.load_state_dict(optim_state)
-        scheduler.load_state_dict(state.scheduler)
-        torch.set_rng_state(rng[rank].clone())
-        if main:
-            _trim_log(cfg.out / "metrics.jsonl", state.step)
-            print(f"resuming {cfg.out} at step {state.step} of {state.total_steps}", file=sys.stderr)
-
-    loop = _Loop(cfg, accelerator, model, inner, optimizer, scheduler, state, tokens, labels, tokenizer.pad_token_id, best)
-    loop.train()
+    # every error a user can cause has happened by now: the run folder may appear
+    created = not cfg.out.exists()
+    accelerator.wait_for_everyone()
+    if main and created:
+        cfg.out.mkdir(parents=True)
+        write_json(cfg.out / "config.json", cfg.to_dict())
+    accelerator.wait_for_everyone()
+    try:
+        best = _restore(cfg, accelerator, inner, optimizer, scheduler, state) if cfg.resume else None
+        loop = _Loop(cfg, accelerator, model, inner, optimizer, scheduler, state, tokens, labels, tokenizer.pad_token_id, best)
+        loop.train()
+    except BaseException:
+        if main and created and not (cfg.out / CHECKPOINT).exists():
+            shutil.rmtree(cfg.out, ignore_errors=True)  # nothing worth resuming: leave nothing behind
+        raise
     best = loop.best
     del loop, optimizer, scheduler, model
-    gc.collect()
-
     if best is not None:
         load_trainable_state(inner, best)
     if main:
-        _write_teacher(cfg, inner, backbone, dataset, settings, precision, state)
-    del inner, base
+        write_teacher(cfg, inner, backbone, dataset, settings, precision, state)
+    del inner
     gc.collect()
     accelerator.wait_for_everyone()
-    _score_and_finish(cfg, accelerator, dataset, splits, backbone)
+    score_and_finish(cfg, accelerator, dataset, splits, backbone)
     accelerator.end_training()
     return cfg.out
+
+
+def _build_model(cfg: TeachConfig, backbone, precision: str, n_labels: int) -> tuple[TeacherModel, object]:
+    """Backbone (frozen, in the autocast dtype) + LoRA adapters + the medication head."""
+    # autocast would cast the frozen weights on every forward anyway (DESIGN.md: 718 vs 649
+    # tokens/s); the LoRA weights and the head stay fp32
+    low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision) if cfg.quantize is None else None
+    base, tokenizer = load_backbone(backbone, cfg.quantize, dtype=low)
+    for module in base.modules():
+        # bitsandbytes repacks 4-bit weights for a faster CPU kernel on the first no-grad forward
+        # (our validation) and that kernel has no backward: training after it would get wrong
+        # gradients. Keep the trainable layout; `leader.teacher.infer` may use the fast one.
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+    lora = add_lora(base, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules)
+    return TeacherModel(lora, n_labels), tokenizer
+
+
+def _restore(cfg, accelerator, inner, optimizer, scheduler, state: LoopState) -> dict | None:
+    """Load the checkpoint of a resumed run into the model, optimizer, scheduler, RNG and `state`;
+    return the best weights so far (None before the first validation or without a checkpoint)."""
+    loaded = load_checkpoint(cfg.out)
+    if loaded is None:
+        return None
+    saved, trainable, best, optim_state, rng = loaded
+    if saved.world != state.world:
+        raise LeaderError(f"{cfg.out} was trained with {saved.world} processes; resume it with the same number")
+    if saved.dataset_sha256 != state.dataset_sha256:
+        raise LeaderError(f"{cfg.out} was trained on another dataset than {cfg.data}; resume with the original --data")
+    state.__dict__.update(saved.__dict__)  # in place: the scheduler's lambda reads `state`
+    load_trainable_state(inner, trainable)
+    optimizer.load_state_dict(optim_state)
+    scheduler.load_state_dict(state.scheduler)
+    torch.set_rng_state(rng[accelerator.process_index].clone())
+    if accelerator.is_main_process:
+        trim_log(cfg.out / "metrics.jsonl", state.step)
+        print(f"resuming {cfg.out} at step {state.step} of {state.total_steps}", file=sys.stderr)
+    return best
 
 
 class _Loop:
@@ -224,7 +237,7 @@ class _Loop:
         bar = tqdm(total=state.total_steps, initial=state.step, desc="teach", file=sys.stderr,
                    disable=not (cfg.progress and acc.is_main_process), dynamic_ncols=True)
         loss_sum, loss_n, tokens_window, window_start = 0.0, 0, 0, time.perf_counter()
-        session_start, calib_start = time.perf_counter(), None
+        session_start, session_steps, calib_start = time.perf_counter(), 0, 0.0
         seconds_before = state.seconds
         self.model.train()
         while state.step < state.total_steps:
@@ -247,9 +260,10 @@ class _Loop:
             rate = tokens_window / max(now - window_start, 1e-9)
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / max(loss_n, 1e-9):.4f}", tok_s=f"{rate:.0f}")
-            if state.step == 1:
+            session_steps += 1
+            if session_steps == 1:  # the first step of a session pays for warm-up: not timed
                 calib_start = now
-            if cfg.max_minutes and not state.planned and state.step == 1 + CALIBRATE_STEPS:
+            if cfg.max_minutes and not state.planned and session_steps == 1 + CALIBRATE_STEPS:
                 self._fit_budget((now - calib_start) / CALIBRATE_STEPS, step_tokens)
                 bar.total = state.total_steps
             over_budget = self._over_budget()
@@ -317,7 +331,7 @@ class _Loop:
     def _evaluate(self) -> None:
         state = self.state
         logits = gather_logits(self.acc, self.inner, self.tokens["val"], self.pad_id, self.cfg.eval_batch_size,
-                               self.acc.device, _autocast_dtype(self.acc), desc="validate", progress=self.cfg.progress)
+                               self.acc.device, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.acc.mixed_precision), desc="validate", progress=self.cfg.progress)
         probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
         y = self.labels["val"]
         score = pr_auc_samples(y, probs) or 0.0
@@ -348,91 +362,3 @@ class _Loop:
         if self.acc.is_main_process:
             with open(self.log, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record) + "\n")
-
-
-def _autocast_dtype(accelerator):
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision)
-
-
-def gather_logits(accelerator, model, token_lists, pad_id, batch_size, device, autocast, desc="teacher", progress=False):
-    """Logits float32 [N, M] of every prompt, computed by all processes (each takes a share of
-    the batches) and gathered on every process, in the prompts' order."""
-    world, rank = accelerator.num_processes, accelerator.process_index
-    idx, _, logits = forward(model, token_lists, pad_id, batch_size, device, autocast, rank, world,
-                         progress and accelerator.is_main_process, desc)
-    if world > 1:
-        n_max = int(accelerator.gather(torch.tensor([len(idx)], device=device)).max().item())
-        pad_idx = torch.full((n_max,), -1, dtype=torch.int64)
-        pad_idx[: len(idx)] = torch.from_numpy(idx)
-        pad_log = torch.zeros((n_max, logits.shape[1]), dtype=torch.float32)
-        pad_log[: len(idx)] = torch.from_numpy(logits)
-        all_idx = accelerator.gather(pad_idx.to(device)).cpu().numpy()
-        all_log = accelerator.gather(pad_log.to(device)).cpu().numpy()
-        keep = all_idx >= 0
-        idx, logits = all_idx[keep], all_log[keep]
-    out = np.zeros((len(token_lists), logits.shape[1]), dtype=np.float32)
-    out[idx] = logits
-    return out
-
-
-def _trim_log(path: Path, step: int) -> None:
-    """Drop metrics.jsonl lines written after the checkpoint being resumed."""
-    if not path.is_file():
-        return
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
-    write_text(path, "".join(line + "\n" for line in kept))
-
-
-def _write_teacher(cfg, inner, backbone, dataset, settings, precision, state) -> None:
-    """Adapter, head and teacher.json into --out (each file replaced atomically)."""
-    tmp = Path(tempfile.mkdtemp(prefix=".teacher-", dir=cfg.out))
-    try:
-        inner.backbone.save_pretrained(tmp, safe_serialization=True)
-        save_file({"weight": inner.head.weight.detach().float().cpu().contiguous()}, tmp / "head.safetensors")
-        info = {
-            "format": 1,
-            "base_model": {"spec": backbone.spec, "name": backbone.name, "sha256": backbone.sha256},
-            "quantize": cfg.quantize,
-            "prompt": {"max_tokens": settings.max_tokens, "max_history": settings.max_history, "notes": settings.notes},
-            "medications": list(dataset.medications),
-            "target": cfg.target,
-            "threshold": None,
-            "hidden_size": int(inner.head.in_features),
-            "lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout, "target_modules": list(cfg.target_modules)},
-            "training": {"precision": precision, "steps": state.step, "best_step": state.best_step,
-                         "best_val_pr_auc": state.best_score, "stopped": state.stopped, "tokens": state.tokens,
-                         "seconds": round(state.seconds, 1), "processes": state.world},
-            "versions": versions(),
-        }
-        (tmp / "teacher.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
-        for name in TEACHER_FILES:
-            os.replace(tmp / name, cfg.out / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _score_and_finish(cfg, accelerator, dataset, splits, backbone) -> None:
-    """Reload the written teacher as `leader evaluate` does, tune the threshold, write metrics and run.json."""
-    teacher = load_teacher(cfg.out)
-    probs = {}
-    for name in ("val", "test"):
-        toks = encode(splits[name], dataset.titles, teacher.settings, teacher.tokenizer)
-        logits = gather_logits(accelerator, teacher.model, toks, teacher.tokenizer.pad_token_id, cfg.eval_batch_size,
-                               teacher.device, teacher.autocast, desc=f"score {name}", progress=cfg.progress)
-        probs[name] = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
-    if not accelerator.is_main_process:
-        return
-    thresholds, metrics = score(probs["val"], probs["test"], splits["val"], splits["test"], dataset)
-    info = json.loads((cfg.out / "teacher.json").read_text(encoding="utf-8"))
-    info["threshold"] = thresholds
-    write_json(cfg.out / "teacher.json", info)
-    write_metrics(cfg.out, metrics)
-    split = {"how": cfg.split, "seed": cfg.seed, "target": cfg.target}
-    write_run(cfg.out, "teacher", f"teacher ({backbone.name})", dataset, split, thresholds, cfg.to_dict())
-    overall = metrics["test"]["overall"]
-    print(
-        f"teacher: test Jaccard {overall['jaccard_samples']['value']:.4f}, PR-AUC {overall['pr_auc_samples']['value'] or 0:.4f} "
-        f"(threshold {thresholds:.3f}) -> {cfg.out}",
-        file=sys.stderr,
-    )

@@ -50,7 +50,9 @@ def exported(tmp_path_factory, rule_dataset_path):
 
 
 def test_export_writes_two_checked_files_with_dynamic_axes(exported):
-    assert sorted(p.name for p in exported.parent.iterdir()) == ["model.int8.onnx", "model.onnx"]
+    assert sorted(p.name for p in exported.parent.iterdir()) == ["model.int8.onnx", "model.md", "model.onnx"]
+    card = exported.with_name("model.md").read_text()
+    assert "model.int8.onnx" in card and "validation Jaccard drop" in card  # the card knows the int8 check
     for path in (exported, exported.with_name("model.int8.onnx")):
         onnx.checker.check_model(str(path), full_check=True)
     graph = onnx.load(str(exported)).graph

@@ -101,3 +101,23 @@ def test_bench_measures_every_engine_and_a_torch_free_process(exported, student_
     assert set(report["targets"]) == set(TARGETS) and report["targets"]["teacher_student_ratio"]["met"] is None
     table = capsys.readouterr().out
     assert "onnx_fp32" in table and "teacher: skipped" in table
+
+
+def test_bench_times_the_teacher_per_visit(exported, student_dir, rule_dataset_path, tmp_path, capsys):
+    """A tiny random Llama teacher (1 layer, hidden 16) through `leader teach`, then `--teacher`."""
+    from leader.teacher.tiny import make_tiny_backbone, tiny_texts
+
+    from leader.cohort import load_dataset
+
+    backbone = make_tiny_backbone(tmp_path / "llama", tiny_texts([load_dataset(rule_dataset_path)]))
+    teacher = tmp_path / "teacher"
+    assert main(["teach", "--data", str(rule_dataset_path), "--out", str(teacher), "--base-model", str(backbone),
+                 "--max-steps", "1", "--batch-size", "4", "--precision", "fp32", "--no-progress"]) == 0
+    out = tmp_path / "bench.json"
+    argv = ["bench", "--model", str(exported), "--student", str(student_dir), "--teacher", str(teacher),
+            "--out", str(out), "--samples", "16", "--calls", "20"]
+    assert main(argv) == 0
+    t = json.loads(out.read_text())["teacher"]
+    assert t["visits"] > 0 and t["per_visit_ms"] > 0 and t["batched_per_visit_ms"] > 0
+    assert t["teacher_student_ratio"] == pytest.approx(t["per_visit_ms"] / json.loads(out.read_text())["engines"]["onnx_fp32"]["batch1_p50_ms"])
+    assert "ms per visit at batch 1" in capsys.readouterr().out

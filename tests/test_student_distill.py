@@ -17,12 +17,22 @@ from leader.cohort import load_dataset
 from leader.errors import LeaderError
 from leader.samples import split_samples
 
-FILES = {"run.json", "config.json", "encoder.json", "model.safetensors", "ddi.csv", "metrics.json", "metrics.jsonl",
-         "checkpoint"}
+FILES = {
+    "run.json",
+    "config.json",
+    "encoder.json",
+    "model.safetensors",
+    "ddi.csv",
+    "metrics.json",
+    "metrics.jsonl",
+    "checkpoint",
+}
 
 
 def _cfg(data, out, **kw) -> DistillConfig:
-    base = dict(no_teacher=True, epochs=6, patience=50, batch_size=16, dim=16, hidden=32, heads=2, progress=False, threads=1)
+    base = dict(
+        no_teacher=True, epochs=6, patience=50, batch_size=16, dim=16, hidden=32, heads=2, progress=False, threads=1
+    )
     return DistillConfig(data=str(data), out=str(out), **{**base, **kw})
 
 

@@ -19,15 +19,54 @@ def test_tiny_teacher_to_evaluated_student(rule_dataset_path, tmp_path, capsys):
     dataset = load_dataset(rule_dataset_path)
     backbone = make_tiny_backbone(tmp_path / "tiny", tiny_texts([dataset]))
     teacher = tmp_path / "teacher"
-    code = main(["teach", "--data", str(rule_dataset_path), "--out", str(teacher), "--base-model", str(backbone),
-                 "--max-steps", "2", "--batch-size", "8", "--seed", "1", "--no-progress", "--precision", "fp32"])
+    code = main(
+        [
+            "teach",
+            "--data",
+            str(rule_dataset_path),
+            "--out",
+            str(teacher),
+            "--base-model",
+            str(backbone),
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "8",
+            "--seed",
+            "1",
+            "--no-progress",
+            "--precision",
+            "fp32",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert not features_dir(teacher, dataset).exists()  # distill builds the cache
 
     student = tmp_path / "student"
-    code = main(["distill", "--data", str(rule_dataset_path), "--teacher", str(teacher), "--out", str(student),
-                 "--epochs", "3", "--dim", "16", "--hidden", "32", "--heads", "2", "--batch-size", "16",
-                 "--no-progress", "--threads", "1"])
+    code = main(
+        [
+            "distill",
+            "--data",
+            str(rule_dataset_path),
+            "--teacher",
+            str(teacher),
+            "--out",
+            str(student),
+            "--epochs",
+            "3",
+            "--dim",
+            "16",
+            "--hidden",
+            "32",
+            "--heads",
+            "2",
+            "--batch-size",
+            "16",
+            "--no-progress",
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     ids, hidden, _ = load_features(teacher, dataset)
     assert ids == [s.sample_id for s in make_samples(dataset)] and hidden.shape[1] == 16

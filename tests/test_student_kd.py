@@ -107,9 +107,18 @@ def test_cli_teacher_errors_exit_2(rule_dataset_path, hand_dataset, tmp_path, ca
     dataset = load_dataset(rule_dataset_path)
     broken = _teacher(tmp_path / "broken", dataset)  # run.json only: no adapter, head or teacher.json
     foreign = _teacher(tmp_path / "foreign", hand_dataset)
-    base = ["distill", "--data", str(rule_dataset_path), "--out", str(tmp_path / "s"), "--no-progress", "--threads", "1"]
+    base = [
+        "distill",
+        "--data",
+        str(rule_dataset_path),
+        "--out",
+        str(tmp_path / "s"),
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
     for teacher, message in ((broken, "not a finished teacher run"), (foreign, "trained on another dataset")):
         assert main(base + ["--teacher", str(teacher)]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
-    assert not (tmp_path / "s").exists()
+    assert not (tmp_path / "s").exists() and not (tmp_path / "s.partial").exists()

@@ -83,7 +83,9 @@ def test_losses_match_numpy():
     x = _inputs(0)
     z, y = x["logits"].double().numpy(), x["targets"].double().numpy()
     p = 1 / (1 + np.exp(-z))
-    assert bce_loss(x["logits"], x["targets"]).item() == pytest.approx(float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()), rel=1e-5)
+    assert bce_loss(x["logits"], x["targets"]).item() == pytest.approx(
+        float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()), rel=1e-5
+    )
     diff = x["projected"].double().numpy() - x["teacher"].double().numpy()
     assert kd_loss(x["projected"], x["teacher"]).item() == pytest.approx(float((diff**2).mean()), rel=1e-5)
     nce = _numpy_info_nce(x["profile"].double().numpy(), x["meds"].double().numpy(), 0.5)

@@ -14,8 +14,18 @@ from tests.conftest import MEDS
 
 def _student(encoder: Encoder, **kw) -> Student:
     v = encoder.vocabs
-    cfg = StudentConfig(len(v["diagnoses"]), len(v["procedures"]), len(v["medications"]), len(v["profile"]),
-                        len(encoder.medications), dim=16, hidden=24, heads=2, max_visits=encoder.max_visits, **kw)
+    cfg = StudentConfig(
+        len(v["diagnoses"]),
+        len(v["procedures"]),
+        len(v["medications"]),
+        len(v["profile"]),
+        len(encoder.medications),
+        dim=16,
+        hidden=24,
+        heads=2,
+        max_visits=encoder.max_visits,
+        **kw,
+    )
     torch.manual_seed(0)
     return Student(cfg)
 

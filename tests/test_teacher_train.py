@@ -115,6 +115,20 @@ def test_resume_replays_the_interrupted_run_exactly(teacher_dir, rule_dataset_pa
     assert main(teach_args(rule_dataset_path, out, tiny_model, "--resume")) == 0
 
 
+def test_a_crash_before_any_checkpoint_leaves_nothing(rule_dataset_path, tiny_model, tmp_path, monkeypatch):
+    import leader.teacher.train as train
+    from leader.teacher.config import TeachConfig
+
+    def crash(self):
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(train._Loop, "train", crash)
+    out = tmp_path / "t"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train.run(TeachConfig(data=rule_dataset_path, out=out, base_model=str(tiny_model), max_steps=2, progress=False))
+    assert not out.exists()
+
+
 def test_resume_refuses_other_options(teacher_dir, rule_dataset_path, tiny_model, capsys):
     assert main(teach_args(rule_dataset_path, teacher_dir, tiny_model, "--resume", "--lr", "0.1")) == 2
     assert "--lr" in capsys.readouterr().err

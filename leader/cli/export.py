@@ -41,6 +41,7 @@ def export(
         typer.echo(f"wrote {q['path']} ({q['bytes'] / 1e6:.2f} MB, {q['bytes'] / q['fp32_bytes']:.2f}x fp32); validation "
                    f"Jaccard {q['val_jaccard_fp32']:.4f} -> {q['val_jaccard_int8']:.4f} (drop {q['jaccard_drop']:.4f})"
                    + (" [kept with --force]" if q["forced"] else ""))
+    typer.echo(f"wrote {summary['card']} (model card)")
 
 
 @app.command()

@@ -9,6 +9,7 @@ docstring). torch and transformers are imported only when a command runs.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -81,7 +82,12 @@ def teach(
     )
     from leader.teacher.train import run
 
-    run(cfg)
+    folder = run(cfg)
+    if os.environ.get("RANK", "0") == "0":  # under a launcher, one table
+        from leader.io import read_json
+        from leader.metrics import format_table
+
+        print(format_table({"teacher": read_json(folder / "metrics.json")}, "test"), end="")
 
 
 @teach_app.command("features")

@@ -1,0 +1,96 @@
+"""What a finished teacher run writes into its folder (DESIGN.md, "Teacher").
+
+- ``adapter_config.json`` + ``adapter_model.safetensors``: the PEFT LoRA adapter;
+- ``head.safetensors``: the medication head's weight [n_meds, hidden];
+- ``teacher.json``: base model (spec, name, sha256), quantisation, prompt settings, label list,
+  target, decision threshold, LoRA settings, how training went, versions;
+- ``metrics.json`` ({"val", "test"} tables of `leader.evaluate.score`) and ``run.json``.
+
+Besides them, `leader.teacher.train` keeps ``config.json`` (the resolved TeachConfig),
+``metrics.jsonl`` (the training log) and ``checkpoint/`` (resume state).
+Every file is replaced atomically; run.json comes last and marks the run finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from safetensors.torch import save_file
+
+from leader.evaluate import score, write_metrics
+from leader.io import write_json, write_text
+from leader.runinfo import versions, write_run
+
+from .infer import TEACHER_FORMAT, gather_logits, load_teacher
+from .prompt import encode
+
+TEACHER_FILES = ("adapter_config.json", "adapter_model.safetensors", "head.safetensors", "teacher.json")
+
+
+def write_teacher(cfg, inner, backbone, dataset, settings, precision, state) -> None:
+    """Adapter, head and teacher.json into --out (each file replaced atomically)."""
+    tmp = Path(tempfile.mkdtemp(prefix=".teacher-", dir=cfg.out))
+    try:
+        inner.backbone.save_pretrained(tmp, safe_serialization=True)
+        save_file({"weight": inner.head.weight.detach().float().cpu().contiguous()}, tmp / "head.safetensors")
+        info = {
+            "format": TEACHER_FORMAT,
+            "base_model": {"spec": backbone.spec, "name": backbone.name, "sha256": backbone.sha256},
+            "quantize": cfg.quantize,
+            "prompt": {"max_tokens": settings.max_tokens, "max_history": settings.max_history, "notes": settings.notes},
+            "medications": list(dataset.medications),
+            "target": cfg.target,
+            "threshold": None,
+            "hidden_size": int(inner.head.in_features),
+            "lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout, "target_modules": list(cfg.target_modules)},
+            "training": {"precision": precision, "steps": state.step, "best_step": state.best_step,
+                         "best_val_pr_auc": state.best_score, "stopped": state.stopped, "tokens": state.tokens,
+                         "seconds": round(state.seconds, 1), "processes": state.world},
+            "versions": versions(),
+        }
+        (tmp / "teacher.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+        for name in TEACHER_FILES:
+            os.replace(tmp / name, cfg.out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def score_and_finish(cfg, accelerator, dataset, splits, backbone) -> None:
+    """Reload the written teacher as `leader evaluate` does, tune the threshold, write metrics and run.json."""
+    teacher = load_teacher(cfg.out)
+    probs = {}
+    for name in ("val", "test"):
+        toks = encode(splits[name], dataset.titles, teacher.settings, teacher.tokenizer)
+        logits = gather_logits(accelerator, teacher.model, toks, teacher.tokenizer.pad_token_id, cfg.eval_batch_size,
+                               teacher.device, teacher.autocast, desc=f"score {name}", progress=cfg.progress)
+        probs[name] = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    if not accelerator.is_main_process:
+        return
+    thresholds, metrics = score(probs["val"], probs["test"], splits["val"], splits["test"], dataset)
+    info = json.loads((cfg.out / "teacher.json").read_text(encoding="utf-8"))
+    info["threshold"] = thresholds
+    write_json(cfg.out / "teacher.json", info)
+    write_metrics(cfg.out, metrics)
+    split = {"how": cfg.split, "seed": cfg.seed, "target": cfg.target}
+    write_run(cfg.out, "teacher", f"teacher ({backbone.name})", dataset, split, thresholds, cfg.to_dict())
+    overall = metrics["test"]["overall"]
+    print(
+        f"teacher: test Jaccard {overall['jaccard_samples']['value']:.4f}, PR-AUC {overall['pr_auc_samples']['value'] or 0:.4f} "
+        f"(threshold {thresholds:.3f}) -> {cfg.out}",
+        file=sys.stderr,
+    )
+
+
+def trim_log(path: Path, step: int) -> None:
+    """Drop metrics.jsonl lines written after the checkpoint being resumed."""
+    if not path.is_file():
+        return
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+    write_text(path, "".join(line + "\n" for line in kept))
