@@ -40,7 +40,9 @@ from .model import Student, StudentConfig
 
 STATE = "state.pt"
 # settings that change the training trajectory: a resumed run must agree on all of them
-_FINGERPRINT = "alpha beta tau kd_standardize batch_size lr weight_decay seed dim hidden heads dropout max_visits max_codes no_teacher"
+_FINGERPRINT = (
+    "alpha beta tau kd_standardize batch_size lr weight_decay seed dim hidden heads dropout max_visits max_codes no_teacher"
+).split()
 
 
 def predict_probs(run_dir: str | Path, samples: list[Sample], dataset: Dataset) -> np.ndarray:
@@ -176,7 +178,7 @@ def _run(cfg: DistillConfig) -> Path:
     for name in ("train", "val"):
         if not splits[name]:
             raise LeaderError(f"the {name} split is empty: the dataset needs more patients")
-    fingerprint = {k: getattr(cfg, k) for k in _FINGERPRINT.split()}
+    fingerprint = {k: getattr(cfg, k) for k in _FINGERPRINT}
     fingerprint.update(dataset_sha256=dataset.sha256, split=split, teacher=teacher and str(Path(cfg.teacher).resolve()))
     state = _start_state(cfg, out, partial, fingerprint)
 
@@ -232,7 +234,8 @@ def _run(cfg: DistillConfig) -> Path:
                                 per_med=cfg.per_med_threshold, seed=cfg.seed)  # fmt: skip
     teacher_info = None
     if teacher is not None:
-        teacher_info = {"path": str(cfg.teacher), "name": teacher.get("name"), "kd_standardized": cfg.kd_standardize}
+        standardized = kd is not None and cfg.kd_standardize
+        teacher_info = {"path": str(cfg.teacher), "name": teacher.get("name"), "kd_standardized": standardized}
     with atomic_dir(out, overwrite=True) as tmp:
         write_run(tmp, "student", cfg.label, dataset, split, thresholds, cfg.to_dict(), teacher=teacher_info,
                   best_epoch=progress["best_epoch"], epochs_run=progress["epoch"])  # fmt: skip

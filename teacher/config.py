@@ -50,7 +50,7 @@ class TeachConfig:
     """all (one sample per visit) or last (each patient's last visit)."""
     external_data: Path | None = None
     """With --split external: the prepared dataset to test on."""
-    epochs: float = 2.0
+    epochs: float = 1.0
     """Passes over the training split (ignored when --max-steps is given)."""
     max_steps: int | None = None
     """Optimizer steps to run; overrides --epochs."""

@@ -25,13 +25,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as exit_:
         return int(exit_.code or 0)
-    except Exception as err:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
+    except Exception as err:
+        # usage errors (a missing option, an unknown command) come from click, or from the copy of
+        # click that newer typer releases ship as typer._click: recognise either by its interface
+        if hasattr(err, "show") and hasattr(err, "exit_code"):
             err.show()
-            return 2
-        if isinstance(err, click.exceptions.Abort):
+            return 2 if err.exit_code not in (0, None) else 0
+        if type(err).__name__ == "Abort":
             return 1
         raise
     return 0
