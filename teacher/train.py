@@ -232,6 +232,8 @@ class _Loop:
 
     def train(self) -> None:
         cfg, acc, state = self.cfg, self.acc, self.state
+        if state.stopped:  # resumed after the loop had ended (a crash while scoring): go straight on
+            return
         world, rank = acc.num_processes, acc.process_index
         params = [p for p in self.model.parameters() if p.requires_grad]
         bar = tqdm(total=state.total_steps, initial=state.step, desc="teach", file=sys.stderr,
@@ -330,8 +332,9 @@ class _Loop:
 
     def _evaluate(self) -> None:
         state = self.state
+        autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.acc.mixed_precision)
         logits = gather_logits(self.acc, self.inner, self.tokens["val"], self.pad_id, self.cfg.eval_batch_size,
-                               self.acc.device, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.acc.mixed_precision), desc="validate", progress=self.cfg.progress)
+                               self.acc.device, autocast, desc="validate", progress=self.cfg.progress)
         probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
         y = self.labels["val"]
         score = pr_auc_samples(y, probs) or 0.0
