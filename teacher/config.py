@@ -11,7 +11,7 @@ PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # options that may differ when a run is resumed: they do not change what is computed (the
 # dataset itself is checked by its sha256, whatever path names it)
-RESUMABLE = ("resume", "max_minutes", "progress", "eval_batch_size", "data", "out", "external_data")
+RESUMABLE = ("resume", "max_minutes", "progress", "eval_batch_size", "threads", "data", "out", "external_data")
 
 
 @dataclass
@@ -67,13 +67,15 @@ class TeachConfig:
     warmup: float = 0.05
     """Share of the steps spent warming the learning rate up linearly (then linear decay to 0)."""
     eval_every: int = 0
-    """Evaluate on validation every this many steps (0: five times per run)."""
+    """Evaluate on validation every this many steps (0: four times per run)."""
     patience: int = 3
     """Stop after this many evaluations without a better validation PR-AUC."""
     max_minutes: float | None = None
     """Time budget of the training loop (steps and validations; loading and the final scoring come on top): after a few timed steps the schedule is shrunk to fit it."""
     eval_batch_size: int = 16
     """Samples per batch when evaluating."""
+    threads: int = 0
+    """CPU threads for torch (0: torch's default, every core; fewer helps on a busy machine)."""
     resume: bool = False
     """Continue the run in --out from its last checkpoint."""
     progress: bool = True
@@ -96,6 +98,7 @@ class TeachConfig:
             (self.epochs > 0, "--epochs must be positive"),
             (self.max_steps is None or self.max_steps > 0, "--max-steps must be positive"),
             (self.batch_size > 0 and self.eval_batch_size > 0, "--batch-size must be positive"),
+            (self.threads >= 0, "--threads must be 0 (all cores) or positive"),
             (self.grad_accum > 0, "--grad-accum must be positive"),
             (self.lr > 0 and self.head_lr > 0, "--lr and --head-lr must be positive"),
             (0.0 <= self.warmup < 1.0, "--warmup is a share of the steps in [0, 1)"),

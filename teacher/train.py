@@ -1,8 +1,13 @@
 """Training the teacher: one loop for a CPU, one GPU, or several processes under Accelerate.
 
     leader teach --data runs/data/synth --out runs/teacher                 # SmolLM2-135M, bf16 on CPU
+    leader teach --data D --out runs/teacher --max-minutes 20              # fit the schedule to a budget
     leader teach --data D --out runs/teacher --resume                      # continue after a crash
-    accelerate launch --cpu --num_processes 2 -m leader teach --data D --out runs/t2
+    accelerate launch --multi_gpu --num_processes 2 -m leader teach ...    # 2 processes (GPUs, or gloo on CPU)
+
+(Accelerate 1.15's `accelerate launch --cpu --num_processes 2` starts a single process unless
+mpirun is set up; `--multi_gpu` starts two through torchrun, which on a machine without a GPU
+leader joins over gloo on the CPU. `torchrun --nproc_per_node 2 -m leader teach ...` also works.)
 
 Each optimizer step takes `grad_accum` micro-batches per process from one global, length-grouped
 batch order (a pure function of the seed, the step and the number of processes), so a resumed run
@@ -46,7 +51,7 @@ from .infer import gather_logits
 from .model import TeacherModel, add_lora, collate, length_batches, load_trainable_state, trainable_state
 from .prompt import PromptSettings, encode
 
-EVALS_PER_RUN = 5  # validations in an --eval-every 0 run
+EVALS_PER_RUN = 4  # validations in an --eval-every 0 run (each one costs ~50 s on 2 cores for 2,000 patients)
 LOG_EVERY = 10  # steps between training-loss lines in metrics.jsonl
 CALIBRATE_STEPS = 4  # steps timed before the schedule is fitted to --max-minutes
 
@@ -122,7 +127,9 @@ def run(cfg: TeachConfig) -> Path:
     precision = resolve_precision(cfg.precision, cfg.quantize)
     accelerator = _accelerator(precision)
     world, main = accelerator.num_processes, accelerator.is_main_process
-    if world > 1 and accelerator.device.type == "cpu":
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    elif world > 1 and accelerator.device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     with accelerator.main_process_first():
         backbone = resolve(cfg.base_model)

@@ -63,6 +63,7 @@ def teach(
     patience: int = _opt("patience"),
     max_minutes: float | None = _opt("max_minutes"),
     eval_batch_size: int = _opt("eval_batch_size"),
+    threads: int = _opt("threads"),
     resume: bool = _opt("resume"),
     progress: bool = _opt("progress"),
 ) -> None:
@@ -78,7 +79,7 @@ def teach(
         max_history=max_history, notes=notes, split=split, seed=seed, target=target, external_data=external_data,
         epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, head_lr=head_lr,
         weight_decay=weight_decay, warmup=warmup, eval_every=eval_every, patience=patience, max_minutes=max_minutes,
-        eval_batch_size=eval_batch_size, resume=resume, progress=progress,
+        eval_batch_size=eval_batch_size, threads=threads, resume=resume, progress=progress,
     )
     from leader.teacher.train import run
 
@@ -96,12 +97,18 @@ def features(
     data: Path = typer.Option(..., help="Prepared dataset whose samples get features (every split)."),
     batch_size: int = typer.Option(16, help="Samples per forward pass."),
     progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
+    threads: int = typer.Option(0, help="CPU threads for torch (0: every core)."),
 ) -> None:
     """Compute (once) the teacher's pooled hidden states and logits of every sample of a dataset."""
-    if batch_size <= 0:
-        raise LeaderError("--batch-size must be positive")
+    if batch_size <= 0 or threads < 0:
+        raise LeaderError("--batch-size must be positive and --threads 0 or more")
     from leader.cohort import load_dataset
     from leader.teacher.features import ensure_features
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
     folder = ensure_features(teacher, load_dataset(data), batch_size=batch_size, progress=progress)
     print(folder)
