@@ -25,6 +25,10 @@ class DistillConfig:
     """Weight of the profile-alignment InfoNCE loss (LEADER)."""
     tau: float = 1.0
     """InfoNCE temperature."""
+    kd_layer: str = "mediator"
+    """Student layer feature KD reads: mediator (LEADER) or patient (the visit encoder's output)."""
+    kd_proj: str = "linear"
+    """KD projection into the teacher's space: linear (LEADER) or mlp."""
     kd_standardize: bool = True
     """Standardise the teacher's hidden states per dimension (train-split mean/std) before the MSE."""
     epochs: int = 60
@@ -92,6 +96,10 @@ class DistillConfig:
             raise LeaderError("--alpha and --beta must be 0 or more")
         if self.dim % self.heads:
             raise LeaderError(f"--dim ({self.dim}) must be a multiple of --heads ({self.heads})")
+        if self.kd_layer not in ("mediator", "patient"):
+            raise LeaderError(f"--kd-layer must be mediator or patient, got '{self.kd_layer}'")
+        if self.kd_proj not in ("linear", "mlp"):
+            raise LeaderError(f"--kd-proj must be linear or mlp, got '{self.kd_proj}'")
         if self.resume and self.overwrite:
             raise LeaderError("--resume and --overwrite are exclusive")
 

@@ -41,7 +41,8 @@ from .model import Student, StudentConfig
 STATE = "state.pt"
 # settings that change the training trajectory: a resumed run must agree on all of them
 _FINGERPRINT = (
-    "alpha beta tau kd_standardize batch_size lr weight_decay seed dim hidden heads dropout max_visits max_codes no_teacher"
+    "alpha beta tau kd_standardize kd_layer kd_proj batch_size lr weight_decay seed dim hidden heads dropout max_visits "
+    "max_codes no_teacher"
 ).split()
 
 
@@ -141,7 +142,7 @@ def _train_epoch(model: Student, optimizer, train: EncodedSamples, kd: KDTargets
     for idx in tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, file=sys.stderr, disable=not cfg.progress):
         batch = train.batch(idx)
         out = model.encode(*(batch[k] for k in INPUTS), labels=batch["targets"] if cfg.use_align else None)
-        projected = model.project(out["mediator"]) if kd is not None else None
+        projected = model.project(out) if kd is not None else None
         loss, parts = total_loss(
             out, batch["targets"], projected, kd(idx) if kd is not None else None,
             alpha=cfg.alpha if kd is not None else 0.0, beta=cfg.beta if cfg.use_align else 0.0, tau=cfg.tau,
@@ -189,7 +190,7 @@ def _run(cfg: DistillConfig) -> Path:
     sizes = [len(v[k]) for k in ("diagnoses", "procedures", "medications", "profile")] + [len(dataset.medications)]
     student_cfg = StudentConfig(
         *sizes, dim=cfg.dim, hidden=cfg.hidden, heads=cfg.heads, dropout=cfg.dropout, max_visits=cfg.max_visits,
-        teacher_hidden=kd.size if kd is not None else 0,
+        teacher_hidden=kd.size if kd is not None else 0, kd_layer=cfg.kd_layer, kd_proj=cfg.kd_proj,
     )  # fmt: skip
     torch.manual_seed(cfg.seed)
     model = Student(student_cfg)

@@ -52,9 +52,17 @@ class StudentConfig:
     max_visits: int = 8
     """Positional embeddings for this many visits (the Encoder's max_visits)."""
     teacher_hidden: int = 0
-    """Teacher hidden size for the KD projection mediator -> teacher space; 0 = no projection."""
+    """Teacher hidden size for the KD projection into the teacher's space; 0 = no projection."""
+    kd_layer: str = "mediator"
+    """Student layer that feature KD reads: "mediator" (LEADER) or "patient" (visit encoder output, 3d)."""
+    kd_proj: str = "linear"
+    """KD projection: "linear" (LEADER) or "mlp" (Linear-ReLU-Linear)."""
 
     def __post_init__(self):
+        if self.kd_layer not in ("mediator", "patient") or self.kd_proj not in ("linear", "mlp"):
+            raise ValueError(
+                f"kd_layer must be mediator|patient and kd_proj linear|mlp, got {self.kd_layer}, {self.kd_proj}"
+            )
         if self.dim % self.heads:
             raise ValueError(f"dim ({self.dim}) must be a multiple of heads ({self.heads})")
         for name in ("n_diagnoses", "n_procedures", "n_medications", "n_profile", "n_labels", "max_visits"):
@@ -151,7 +159,7 @@ class Student(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.mediator = nn.Sequential(nn.Linear(3 * d, cfg.hidden), nn.ReLU())
         self.head = nn.Linear(cfg.hidden, cfg.n_labels)
-        self.kd_proj = nn.Linear(cfg.hidden, cfg.teacher_hidden) if cfg.teacher_hidden > 0 else None
+        self.kd_proj = _projection(cfg) if cfg.teacher_hidden > 0 else None
         # label index -> medication input-vocabulary id (set by `set_label_map`; 1 = unknown)
         self.register_buffer("label_to_med", torch.ones(cfg.n_labels, dtype=torch.long))
 
@@ -167,7 +175,8 @@ class Student(nn.Module):
         return encoder(ids.reshape(b * v, c)).reshape(b, v, -1)
 
     def encode(self, diagnoses, procedures, medications, profile, visit_mask, labels=None) -> dict:
-        """Everything the losses need: ``logits`` [B,M], ``mediator`` [B,hidden], ``profile`` [B,d]
+        """Everything the losses need: ``logits`` [B,M], ``mediator`` [B,hidden], ``patient`` [B,3d]
+        (the visit encoder's output), ``profile`` [B,d]
         and, when `labels` (multi-hot [B,M]) is given, ``current_meds`` [B,d]: the current visit's
         medication set (the labels, mapped to medication ids) through the medication set encoder."""
         prof = self.profile_encoder(profile)
@@ -179,7 +188,7 @@ class Student(nn.Module):
         meds = meds + first.unsqueeze(-1) * prof.unsqueeze(1)
         patient = self.visits(self.dropout(torch.cat([diag, proc, meds], dim=-1)), visit_mask)
         mediator = self.mediator(patient)
-        out = {"logits": self.head(self.dropout(mediator)), "mediator": mediator, "profile": prof}
+        out = {"logits": self.head(self.dropout(mediator)), "mediator": mediator, "patient": patient, "profile": prof}
         if labels is not None:
             out["current_meds"] = self.med_set(self.label_ids(labels))
         return out
@@ -196,11 +205,18 @@ class Student(nn.Module):
     def forward(self, diagnoses, procedures, medications, profile, visit_mask) -> torch.Tensor:
         return self.encode(diagnoses, procedures, medications, profile, visit_mask)["logits"]
 
-    def project(self, mediator: torch.Tensor) -> torch.Tensor:
-        """The KD projection of the mediator into the teacher's hidden space."""
+    def project(self, out: dict) -> torch.Tensor:
+        """The KD projection of `encode`'s output (its `cfg.kd_layer`) into the teacher's hidden space."""
         if self.kd_proj is None:
             raise ValueError("this student has no KD projection (teacher_hidden=0)")
-        return self.kd_proj(mediator)
+        return self.kd_proj(out[self.cfg.kd_layer])
+
+
+def _projection(cfg: StudentConfig) -> nn.Module:
+    width = cfg.hidden if cfg.kd_layer == "mediator" else 3 * cfg.dim
+    if cfg.kd_proj == "linear":
+        return nn.Linear(width, cfg.teacher_hidden)
+    return nn.Sequential(nn.Linear(width, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.teacher_hidden))
 
 
 def tensors(batch: dict, device="cpu") -> tuple[torch.Tensor, ...]:

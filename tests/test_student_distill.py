@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 import torch
-from leader.student import load_student
-from leader.student.config import DistillConfig
-from leader.student.distill import predict_probs, run
-from leader.student.io import load_weights
 
 from leader.cli import main
 from leader.cohort import load_dataset
 from leader.errors import LeaderError
 from leader.samples import split_samples
+from leader.student import load_student
+from leader.student.config import DistillConfig
+from leader.student.distill import predict_probs, run
+from leader.student.io import load_weights
 
 FILES = {
     "run.json",

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from leader.student import load_student
 
 from leader.cli import main
 from leader.cohort import load_dataset
 from leader.samples import make_samples
+from leader.student import load_student
 
 
 def test_tiny_teacher_to_evaluated_student(rule_dataset_path, tmp_path, capsys):

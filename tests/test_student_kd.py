@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import json
 
-import leader.teacher.features as features
 import numpy as np
 import pytest
-from leader.student.config import DistillConfig
-from leader.student.distill import run
 
+import leader.teacher.features as features
 from leader.cli import main
 from leader.cohort import load_dataset
 from leader.encoding import Encoder
 from leader.errors import LeaderError
 from leader.runinfo import write_run
 from leader.samples import make_samples
+from leader.student.config import DistillConfig
+from leader.student.distill import run
 
 SPLIT = {"how": "random", "seed": 3, "target": "all"}
 HIDDEN = 24
@@ -122,3 +122,14 @@ def test_cli_teacher_errors_exit_2(rule_dataset_path, hand_dataset, tmp_path, ca
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "s").exists() and not (tmp_path / "s.partial").exists()
+
+
+def test_kd_from_the_visit_encoder_through_an_mlp(rule_dataset_path, tmp_path, monkeypatch):
+    dataset = load_dataset(rule_dataset_path)
+    teacher = _teacher(tmp_path / "teacher", dataset)
+    _fake_cache(monkeypatch, dataset)
+    out = run(_cfg(rule_dataset_path, teacher, tmp_path / "kd", kd_layer="patient", kd_proj="mlp", epochs=2))
+    student = json.loads((out / "config.json").read_text())["student"]
+    assert (student["kd_layer"], student["kd_proj"], student["teacher_hidden"]) == ("patient", "mlp", HIDDEN)
+    with pytest.raises(LeaderError, match="--kd-layer"):
+        _cfg(rule_dataset_path, teacher, tmp_path / "x", kd_layer="head")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from leader.student.losses import bce_loss, info_nce, kd_loss, total_loss
 
 GOLDEN = Path(__file__).parent / "golden" / "student_losses.json"

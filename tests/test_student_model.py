@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from leader.student.model import Student, StudentConfig, tensors
 
 from leader.encoding import Encoder
 from leader.samples import make_samples
+from leader.student.model import Student, StudentConfig, tensors
 from tests.conftest import MEDS
 
 
@@ -47,7 +47,8 @@ def test_forward_shapes_and_encode_outputs(setup):
     assert out["mediator"].shape == (n, 24)
     assert out["profile"].shape == (n, 16)
     assert out["current_meds"].shape == (n, 16)
-    assert model.project(out["mediator"]).shape == (n, 12)
+    assert model.project(out).shape == (n, 12)
+    assert out["patient"].shape == (n, 48)
     assert torch.equal(model(*batch), out["logits"])
     assert all(torch.isfinite(t).all() for t in out.values())
 

@@ -56,3 +56,11 @@ def test_config_round_trips_and_every_field_has_help(tmp_path):
     assert TeachConfig.from_dict({**cfg.to_dict(), "max_minutes": 5.0}).differences(cfg) == []
     docs = field_docs(TeachConfig)
     assert set(docs) == {f.name for f in dataclasses.fields(TeachConfig)}
+
+
+def test_the_teach_cli_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, leader.cli.teach; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

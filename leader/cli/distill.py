@@ -36,6 +36,10 @@ def distill(
         float, typer.Option(help="Weight of profile alignment: InfoNCE(profile, current medications).")
     ] = _D["beta"],
     tau: Annotated[float, typer.Option(help="InfoNCE temperature.")] = _D["tau"],
+    kd_layer: Annotated[str, typer.Option(help="Student layer KD reads: mediator (LEADER) or patient.")] = _D[
+        "kd_layer"
+    ],
+    kd_proj: Annotated[str, typer.Option(help="KD projection: linear (LEADER) or mlp.")] = _D["kd_proj"],
     kd_standardize: Annotated[
         bool, typer.Option(help="Standardise teacher features per dimension (train mean/std).")
     ] = _D["kd_standardize"],
@@ -79,18 +83,12 @@ def distill(
     progress: Annotated[bool, typer.Option(help="Progress bars on stderr.")] = _D["progress"],
 ) -> None:
     """Distil the teacher into the student: BCE + alpha * feature KD + beta * profile alignment."""
+    options = dict(locals())  # every parameter is a DistillConfig field of the same name
     from leader.io import read_json
     from leader.metrics import format_table
     from leader.student.distill import run
 
-    cfg = DistillConfig(
-        data=data, out=out, teacher=teacher, no_teacher=no_teacher, alpha=alpha, beta=beta, tau=tau,
-        kd_standardize=kd_standardize, epochs=epochs, patience=patience, batch_size=batch_size, lr=lr,
-        weight_decay=weight_decay, seed=seed, split=split, split_seed=split_seed, target=target,
-        external_data=external_data, per_med_threshold=per_med_threshold, dim=dim, hidden=hidden, heads=heads,
-        dropout=dropout, max_visits=max_visits, max_codes=max_codes, threads=threads, resume=resume,
-        overwrite=overwrite, name=name, progress=progress,
-    )  # fmt: skip
+    cfg = DistillConfig(**options)
     folder = run(cfg)
     print(format_table({cfg.label: read_json(folder / "metrics.json")}, "test"), end="")
     print(f"wrote {folder}", file=sys.stderr)
