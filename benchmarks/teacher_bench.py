@@ -37,6 +37,7 @@ def _cohort(data: Path | None, tmp: Path):
 def _train_rate(backbone, mode: str, tokens, labels, batches, steps: int) -> float:
     """Real tokens per second of LoRA training steps in `mode`."""
     import torch
+
     from leader.teacher.backbone import load_backbone
     from leader.teacher.config import PROJECTIONS
     from leader.teacher.model import TeacherModel, add_lora, collate
@@ -68,6 +69,7 @@ def _train_rate(backbone, mode: str, tokens, labels, batches, steps: int) -> flo
 def _feature_rate(backbone, tokens, n_labels: int, batch_size: int) -> float:
     """Real tokens per second of the merged bf16 teacher (what `leader teach features` runs)."""
     import torch
+
     from leader.teacher.backbone import bf16_supported, load_backbone
     from leader.teacher.config import PROJECTIONS
     from leader.teacher.infer import forward
@@ -85,13 +87,13 @@ def _feature_rate(backbone, tokens, n_labels: int, batch_size: int) -> float:
 
 def run(data: Path | None, steps: int, batch_size: int, max_tokens: int, n_features: int) -> dict:
     import torch
-    from leader.teacher.backbone import resolve
-    from leader.teacher.model import length_batches, padding_share, sorted_batches
-    from leader.teacher.prompt import PromptSettings, encode
     from transformers import AutoTokenizer
 
     from leader.metrics import labels_matrix
     from leader.samples import split_samples
+    from leader.teacher.backbone import resolve
+    from leader.teacher.model import length_batches, padding_share, sorted_batches
+    from leader.teacher.prompt import PromptSettings, encode
 
     with tempfile.TemporaryDirectory() as tmp:
         dataset = _cohort(data, Path(tmp))

@@ -165,6 +165,7 @@ def _onnx_engine(path: Path, singles, chunks, cfg: BenchConfig) -> dict:
 
 def _torch_engine(student: Path, singles, chunks, cfg: BenchConfig) -> dict:
     import torch
+
     from leader.student import load_student
 
     model, _, _ = load_student(student)

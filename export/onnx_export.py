@@ -220,10 +220,9 @@ def int8_path(path: Path) -> Path:
 def run(cfg: ExportConfig) -> dict:
     """Export the student and write its model card (NAME.md, see modelcard.py); returns a summary
     (paths, sizes, parity error, int8 check)."""
-    from leader.student import load_student
-
     from leader.cohort import read_ddi
     from leader.io import read_json
+    from leader.student import load_student
 
     from .modelcard import write_model_card
 

@@ -18,9 +18,9 @@ import gzip
 import io
 import json
 import platform
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from leader import __version__
 from leader.errors import LeaderError

@@ -50,7 +50,7 @@ class Vocab:
         self.index = {t: i for i, t in enumerate(self.tokens)}
 
     @classmethod
-    def fit(cls, tokens_iter, min_count: int = 1) -> "Vocab":
+    def fit(cls, tokens_iter, min_count: int = 1) -> Vocab:
         counts: dict[str, int] = {}
         for token in tokens_iter:
             counts[token] = counts.get(token, 0) + 1
@@ -76,7 +76,7 @@ class Encoder:
     max_codes: int = 40
 
     @classmethod
-    def fit(cls, train_samples, medications: list[str], max_visits: int = 8, max_codes: int = 40) -> "Encoder":
+    def fit(cls, train_samples, medications: list[str], max_visits: int = 8, max_codes: int = 40) -> Encoder:
         """Fit vocabularies on training samples (each has `.visits` and `.profile`)."""
         vocabs = {kind: Vocab.fit(c for s in train_samples for v in s.visits for c in v[kind]) for kind in CODE_TYPES}
         vocabs["profile"] = Vocab.fit(t for s in train_samples for t in profile_tokens(s.profile))
@@ -91,7 +91,7 @@ class Encoder:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Encoder":
+    def from_dict(cls, d: dict) -> Encoder:
         return cls(
             {k: Vocab(list(v)) for k, v in d["vocabs"].items()}, list(d["medications"]), d["max_visits"], d["max_codes"]
         )

@@ -68,7 +68,12 @@ def _load(folder: Path) -> _Run:
     if (folder / "metrics.jsonl").is_file():
         for line in (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
             if line.strip():
-                log.append(json.loads(line))
+                entry = json.loads(line)
+                # flatten one level: {"train": {"bce": ..}} -> {"train_bce": ..}
+                for key, value in list(entry.items()):
+                    if isinstance(value, dict):
+                        entry.update({f"{key}_{k}": v for k, v in entry.pop(key).items()})
+                log.append(entry)
     return _Run(folder, record, metrics, log)
 
 
@@ -90,7 +95,7 @@ def _curves(plt, runs: list[_Run]) -> str | None:
     for row, run in zip(axes, logged):
         x_key = next((k for k in ("step", "epoch") if k in run.log[0]), None)
         for ax, pick, label in (
-            (row[0], lambda k: "loss" in k, "loss"),
+            (row[0], lambda k: "loss" in k or k.startswith("train_") and k != "train_seconds", "losses"),
             (row[1], lambda k: k.startswith("val") and ("pr_auc" in k or "jaccard" in k), "validation"),
         ):
             keys = sorted({k for entry in run.log for k, v in entry.items() if pick(k) and isinstance(v, (int, float))})

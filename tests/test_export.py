@@ -12,13 +12,13 @@ import json
 import numpy as np
 import onnx
 import pytest
-from leader.export.onnx_export import PARITY_TOL, max_parity_error, parity_cases
-from leader.export.quantize import quantize_checked
-from leader.export.runtime import PREFIX, Recommender
 
 from leader.cli import main
 from leader.encoding import Encoder
 from leader.errors import LeaderError
+from leader.export.onnx_export import PARITY_TOL, max_parity_error, parity_cases
+from leader.export.quantize import quantize_checked
+from leader.export.runtime import PREFIX, Recommender
 from leader.io import read_json
 from tests.conftest import rule_patients
 

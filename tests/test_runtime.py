@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from leader.export.onnx_export import set_metadata, torch_probs
-from leader.export.runtime import FORMAT_VERSION, PREFIX, Recommender
 
 from leader.errors import LeaderError
+from leader.export.onnx_export import set_metadata, torch_probs
+from leader.export.runtime import FORMAT_VERSION, PREFIX, Recommender
 from tests.conftest import hand_patients, rule_patients
 from tests.test_export import chain
 

@@ -6,10 +6,10 @@ import gzip
 import json
 
 import pytest
-from leader.export.bench import TARGETS
-from leader.export.runtime import Recommender
 
 from leader.cli import main
+from leader.export.bench import TARGETS
+from leader.export.runtime import Recommender
 from tests.conftest import rule_patients
 from tests.test_export import chain
 
@@ -105,9 +105,8 @@ def test_bench_measures_every_engine_and_a_torch_free_process(exported, student_
 
 def test_bench_times_the_teacher_per_visit(exported, student_dir, rule_dataset_path, tmp_path, capsys):
     """A tiny random Llama teacher (1 layer, hidden 16) through `leader teach`, then `--teacher`."""
-    from leader.teacher.tiny import make_tiny_backbone, tiny_texts
-
     from leader.cohort import load_dataset
+    from leader.teacher.tiny import make_tiny_backbone, tiny_texts
 
     backbone = make_tiny_backbone(tmp_path / "llama", tiny_texts([load_dataset(rule_dataset_path)]))
     teacher = tmp_path / "teacher"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from leader.teacher.prompt import PromptSettings, TokenCounter, profile_sentence, render
 
 from leader.samples import make_samples
+from leader.teacher.prompt import PromptSettings, TokenCounter, profile_sentence, render
 
 
 class WordCounter:
@@ -116,8 +116,9 @@ def test_notes_can_be_switched_off(samples, hand_dataset):
 
 
 def test_truncation_with_a_real_tokenizer(samples, hand_dataset, tmp_path):
-    from leader.teacher.tiny import make_tiny_backbone, tiny_texts
     from transformers import AutoTokenizer
+
+    from leader.teacher.tiny import make_tiny_backbone, tiny_texts
 
     folder = make_tiny_backbone(tmp_path / "tiny", tiny_texts([hand_dataset]))
     counter = TokenCounter(AutoTokenizer.from_pretrained(folder))

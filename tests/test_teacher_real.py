@@ -32,11 +32,11 @@ def test_embedded_backbone_is_converted_once(smollm2):
 
 def test_a_few_steps_lower_the_loss(smollm2, hand_dataset):
     import torch
+
+    from leader.metrics import labels_matrix
     from leader.teacher.backbone import load_backbone
     from leader.teacher.model import TeacherModel, add_lora, collate
     from leader.teacher.prompt import PromptSettings, encode
-
-    from leader.metrics import labels_matrix
 
     torch.manual_seed(0)
     base, tokenizer = load_backbone(smollm2, dtype=torch.bfloat16)

@@ -135,10 +135,9 @@ def test_resume_refuses_other_options(teacher_dir, rule_dataset_path, tiny_model
 
 
 def test_features_are_cached_and_match_predictions(teacher_dir, rule_dataset_path, hand_dataset, capsys):
+    from leader.samples import make_samples
     from leader.teacher.features import ensure_features, load_features
     from leader.teacher.infer import predict_probs
-
-    from leader.samples import make_samples
 
     dataset = load_dataset(rule_dataset_path)
     assert main(["teach", "features", "--teacher", str(teacher_dir), "--data", str(rule_dataset_path), "--no-progress"]) == 0
@@ -232,9 +231,8 @@ def test_bad_options_and_data(rule_dataset_path, tiny_model, tmp_path, capsys):
 
 
 def test_teacher_refuses_a_dataset_with_other_labels(teacher_dir, tmp_path, capsys):
-    from leader.teacher.infer import predict_probs
-
     from leader.samples import make_samples
+    from leader.teacher.infer import predict_probs
     from tests.conftest import MEDS, TITLES, hand_patients
 
     other = write_dataset(tmp_path / "other", hand_patients(), [*MEDS, "R03A"], TITLES, source="test")
