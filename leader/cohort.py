@@ -18,7 +18,7 @@ import gzip
 import io
 import json
 import platform
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,25 +181,31 @@ def write_dataset(
     return out
 
 
-def read_cohort_lines(path: Path, labels: set[str] | None = None) -> list[dict]:
-    """Read and validate a JSONL (optionally gzipped) file of patients."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    patients = []
+def iter_jsonl(path: Path) -> Iterator[tuple[int, object]]:
+    """Yield ``(line number, parsed JSON)`` of a .jsonl or .jsonl.gz file, skipping blank lines.
+
+    A line that is not JSON, a byte that is not UTF-8 or a truncated gzip ends in a LeaderError
+    naming the file (and the line).
+    """
+    opener = gzip.open if path.name.endswith(".gz") else open
     try:
         with opener(path, "rt", encoding="utf-8") as handle:
             for number, line in enumerate(handle, 1):
                 if not line.strip():
                     continue
                 try:
-                    record = json.loads(line)
+                    yield number, json.loads(line)
                 except json.JSONDecodeError as err:
                     raise LeaderError(f"{path}: line {number} is not valid JSON ({err.msg})") from None
-                patients.append(validate_patient(record, number, labels))
     except UnicodeDecodeError:
         raise LeaderError(f"{path}: not UTF-8 text; re-export it as UTF-8") from None
     except (OSError, EOFError) as err:
         raise LeaderError(f"{path}: cannot read ({err}); is it a complete .jsonl or .jsonl.gz file?") from None
-    return patients
+
+
+def read_cohort_lines(path: Path, labels: set[str] | None = None) -> list[dict]:
+    """Read and validate a JSONL (optionally gzipped) file of patients."""
+    return [validate_patient(record, number, labels) for number, record in iter_jsonl(path)]
 
 
 def load_dataset(path: str | Path) -> Dataset:

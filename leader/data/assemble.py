@@ -30,20 +30,11 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
-from leader.cohort import write_dataset
+from leader.cohort import PROFILE_FIELDS, write_dataset
 from leader.data.meds import label_titles
 from leader.data.tables import log
 
-PROFILE_COLUMNS = (
-    "gender",
-    "age",
-    "insurance",
-    "language",
-    "religion",
-    "marital_status",
-    "ethnicity",
-    "admission_type",
-)
+PROFILE_COLUMNS = PROFILE_FIELDS  # the MIMIC loaders build exactly the cohort's profile fields
 VISIT_REASONS = (
     "no_patient_row",
     "no_admission_time",

@@ -34,13 +34,11 @@ and ``"medications"``; codes without a title are titled by the code itself.
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from leader.cohort import validate_patient, write_dataset
+from leader.cohort import iter_jsonl, validate_patient, write_dataset
 from leader.data.meds import read_ddi_pairs
 from leader.data.tables import log
 from leader.errors import LeaderError
@@ -74,47 +72,28 @@ class JsonlConfig:
 
 def read_export(path: Path) -> tuple[list[dict], Counter]:
     """Read and check the export; return patients with empty visits removed, and drop counts."""
-    opener = gzip.open if path.name.endswith(".gz") else open
     patients, drops = [], Counter()
-    try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise LeaderError(f"{path}: line {number} is not valid JSON ({err.msg})") from None
-                if not isinstance(record, dict) or not isinstance(record.get("visits"), list) or not record["visits"]:
-                    validate_patient(record, number)  # raises the precise error
-                    continue
-                visits = []
-                for visit in record["visits"]:
-                    if isinstance(visit, dict) and not visit.get("diagnoses") and not visit.get("procedures"):
-                        drops["no_codes"] += 1
-                    elif (
-                        isinstance(visit, dict)
-                        and isinstance(visit.get("medications"), list)
-                        and not visit["medications"]
-                    ):
-                        drops["no_medication"] += 1
-                    else:
-                        visits.append(visit)
-                if not visits:
-                    drops["patients_no_visit_left"] += 1
-                    continue
-                record = {**record, "visits": visits}
-                validate_patient(record, number)
-                if all(isinstance(v.get("time"), str) and v["time"] for v in visits):
-                    record["visits"] = sorted(visits, key=lambda v: v["time"])
-                record["visits"] = [
-                    {**v, "medications": [m.strip() for m in v["medications"]]} for v in record["visits"]
-                ]
-                patients.append(record)
-    except UnicodeDecodeError:
-        raise LeaderError(f"{path}: not UTF-8 text; re-export it as UTF-8") from None
-    except (OSError, EOFError) as err:
-        raise LeaderError(f"{path}: cannot read ({err}); is it a complete .jsonl or .jsonl.gz file?") from None
+    for number, record in iter_jsonl(path):
+        if not isinstance(record, dict) or not isinstance(record.get("visits"), list) or not record["visits"]:
+            validate_patient(record, number)  # raises the precise error
+            continue
+        visits = []
+        for visit in record["visits"]:
+            if isinstance(visit, dict) and not visit.get("diagnoses") and not visit.get("procedures"):
+                drops["no_codes"] += 1
+            elif isinstance(visit, dict) and isinstance(visit.get("medications"), list) and not visit["medications"]:
+                drops["no_medication"] += 1
+            else:
+                visits.append(visit)
+        if not visits:
+            drops["patients_no_visit_left"] += 1
+            continue
+        record = {**record, "visits": visits}
+        validate_patient(record, number)
+        if all(isinstance(v.get("time"), str) and v["time"] for v in visits):
+            record["visits"] = sorted(visits, key=lambda v: v["time"])
+        record["visits"] = [{**v, "medications": [m.strip() for m in v["medications"]]} for v in record["visits"]]
+        patients.append(record)
     if not patients:
         raise LeaderError(f"{path} holds no patient with a usable visit")
     return patients, drops
