@@ -16,12 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "teacher.json"
-MODES = ("fp32", "bf16", "4bit")
+MODES = ("fp32", "bf16", "bf16-no-dropout", "4bit")
+"""Training modes timed: weights and autocast, and LoRA dropout 0.1 except in bf16-no-dropout."""
 
 
 def _cohort(data: Path | None, tmp: Path):
@@ -34,21 +36,24 @@ def _cohort(data: Path | None, tmp: Path):
     return load_dataset(data)
 
 
-def _train_rate(backbone, mode: str, tokens, labels, batches, steps: int) -> float:
+def _train_rate(backbone, mode: str, tokens, labels, batches, steps: int, max_tokens: int) -> float:
     """Real tokens per second of LoRA training steps in `mode`."""
     import torch
 
     from leader.teacher.backbone import load_backbone
     from leader.teacher.config import PROJECTIONS
     from leader.teacher.model import TeacherModel, add_lora, collate
+    from leader.teacher.train import training_attention
 
-    dtype = torch.bfloat16 if mode == "bf16" else None
-    base, tokenizer = load_backbone(backbone, "4bit" if mode == "4bit" else None, dtype=dtype)
+    dtype = torch.bfloat16 if mode.startswith("bf16") else None
+    base, tokenizer = load_backbone(backbone, "4bit" if mode == "4bit" else None, dtype=dtype,
+                                    attention=training_attention(max_tokens))
     for module in base.modules():  # as leader.teacher.train does for 4-bit bases
         if hasattr(module, "support_avx512bf16_for_cpu"):
             module.support_avx512bf16_for_cpu = False
     torch.manual_seed(0)
-    model = TeacherModel(add_lora(base, 8, 32, 0.1, PROJECTIONS), labels.shape[1]).train()
+    dropout = 0.0 if mode == "bf16-no-dropout" else 0.1
+    model = TeacherModel(add_lora(base, 8, 32, dropout, PROJECTIONS), labels.shape[1]).train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     autocast = mode != "fp32"
     done, start = 0, 0.0
@@ -85,8 +90,51 @@ def _feature_rate(backbone, tokens, n_labels: int, batch_size: int) -> float:
     return sum(len(t) for t in tokens) / (time.perf_counter() - start)
 
 
-def run(data: Path | None, steps: int, batch_size: int, max_tokens: int, n_features: int) -> dict:
+def _machine() -> dict:
+    """CPU model and the flags that decide bf16 speed (AVX512-BF16, AMX), from /proc/cpuinfo."""
     import torch
+
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                name = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    return {"cpus": torch.get_num_threads(), "processor": name,
+            "bf16_flags": sorted(f for f in flags if f in ("avx512_bf16", "amx_bf16", "amx_tile"))}
+
+
+def _matmul_gflops(rows: int = 2048, seconds: float = 2.0) -> float:
+    """bf16 GFLOP/s of the teacher's most common product (rows x 576 @ 576 x 1536, as an MLP
+    projection of SmolLM2): the ceiling every teacher figure here lives under."""
+    import torch
+
+    a = torch.randn(rows, 576, dtype=torch.bfloat16)
+    b = torch.randn(576, 1536, dtype=torch.bfloat16)
+    a @ b  # warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        done += 1
+    return 2.0 * rows * 576 * 1536 * done / (time.perf_counter() - start) / 1e9
+
+
+def _flops_per_token(backbone) -> float:
+    """Forward FLOPs of one token through the backbone's linear layers (2 x their weights)."""
+    from transformers import AutoConfig
+
+    c = AutoConfig.from_pretrained(backbone.folder)
+    head_dim = c.hidden_size // c.num_attention_heads
+    attn = c.hidden_size * head_dim * (2 * c.num_attention_heads + 2 * c.num_key_value_heads)
+    mlp = 3 * c.hidden_size * c.intermediate_size
+    return 2.0 * c.num_hidden_layers * (attn + mlp)
+
+
+def run(data: Path | None, steps: int, batch_size: int, max_tokens: int, n_features: int) -> dict:
     from transformers import AutoTokenizer
 
     from leader.metrics import labels_matrix
@@ -105,7 +153,9 @@ def run(data: Path | None, steps: int, batch_size: int, max_tokens: int, n_featu
     labels = labels_matrix(train, dataset.medications)
     batches = length_batches(lengths, batch_size, seed=0)
     result = {
-        "machine": {"cpus": torch.get_num_threads(), "processor": platform.processor() or platform.machine()},
+        "machine": _machine(),
+        "bf16_matmul_gflops": _matmul_gflops(),
+        "forward_flops_per_token": _flops_per_token(backbone),
         "setup": {"model": backbone.name, "batch_size": batch_size, "max_tokens": max_tokens, "steps": steps,
                   "train_samples": len(train), "mean_prompt_tokens": sum(lengths) / len(lengths)},
         "padding_share": {
@@ -115,8 +165,8 @@ def run(data: Path | None, steps: int, batch_size: int, max_tokens: int, n_featu
         "train_tokens_per_s": {},
     }
     for mode in MODES:
-        result["train_tokens_per_s"][mode] = _train_rate(backbone, mode, tokens, labels, batches, steps)
-        print(f"train {mode}: {result['train_tokens_per_s'][mode]:.0f} tokens/s", flush=True)
+        result["train_tokens_per_s"][mode] = _train_rate(backbone, mode, tokens, labels, batches, steps, max_tokens)
+        print(f"train {mode}: {result['train_tokens_per_s'][mode]:.0f} tokens/s", file=sys.stderr, flush=True)
     result["feature_tokens_per_s"] = _feature_rate(backbone, tokens[:n_features], len(dataset.medications), 16)
     return result
 
@@ -126,15 +176,22 @@ def table(result: dict) -> str:
     rows = [
         ("training, fp32", f"{rate['fp32']:,.0f} tokens/s", "–"),
         ("training, bf16 weights + autocast", f"{rate['bf16']:,.0f} tokens/s", "650"),
+        ("training, bf16, LoRA dropout 0", f"{rate['bf16-no-dropout']:,.0f} tokens/s", "–"),
         ("training, 4-bit QLoRA (NF4, bf16 compute)", f"{rate['4bit']:,.0f} tokens/s", "800"),
         ("features, merged bf16", f"{result['feature_tokens_per_s']:,.0f} tokens/s", "2,000"),
         ("padding share, training batches", f"{100 * pad['train_batches']:.1f}%", "< 10%"),
         ("padding share, feature batches", f"{100 * pad['feature_batches']:.1f}%", "< 10%"),
     ]
-    setup = result["setup"]
+    setup, machine = result["setup"], result["machine"]
+    ceiling = result["bf16_matmul_gflops"] * 1e9 / result["forward_flops_per_token"]
     lines = [
+        f"CPU: {machine['processor']} ({', '.join(machine['bf16_flags']) or 'no bf16 instructions'}); "
+        f"bf16 matmul {result['bf16_matmul_gflops']:,.0f} GFLOP/s on {machine['cpus']} threads, so the linear layers "
+        f"alone cap a forward pass at {ceiling:,.0f} tokens/s and a training step (forward + input gradients) "
+        f"at about {ceiling / 2:,.0f}",
+        "",
         f"Teacher: {setup['model']} + LoRA r=8, batch {setup['batch_size']}, prompts <= {setup['max_tokens']} tokens "
-        f"(mean {setup['mean_prompt_tokens']:.0f}), {result['machine']['cpus']} CPU threads",
+        f"(mean {setup['mean_prompt_tokens']:.0f}), {machine['cpus']} CPU threads",
         "",
         "| what | measured | target |",
         "|---|---|---|",

@@ -3,16 +3,19 @@
     leader demo --out runs/demo            # embedded SmolLM2 teacher, ~25 minutes on 2 CPU cores
     leader demo --quick --out runs/quick   # tiny random teacher, a few minutes (what CI runs)
 
-Stages: synthetic cohort -> stats -> baselines (frequency, logistic) -> teacher -> teacher
-features -> students (no teacher, KD, KD + profile alignment) -> ONNX export (fp32 + int8, model
-card) -> bench -> report, then a closing table. Every stage writes its own folder under --out and
+Stages: synthetic cohort -> stats -> baselines (frequency, logistic) -> teacher and its feature
+cache -> students (no teacher, KD, KD + profile alignment; side by side when there are several
+cores) -> ONNX export (fp32 + int8, model card) -> bench -> report, then a closing table. Every stage writes its own folder under --out and
 is skipped when that folder is already complete, so an interrupted demo resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import io
+import multiprocessing
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -32,7 +35,7 @@ class DemoConfig:
     """Tiny random teacher and a small cohort: the whole chain in a few minutes (CI)."""
     patients: int | None = None
     """Synthetic patients (default 2,000; 300 with --quick)."""
-    teacher_minutes: float = 12.0
+    teacher_minutes: float = 8.0
     """Time budget of the SmolLM2 teacher's training (the demo's longest stage)."""
     seed: int = 0
     """Seed of the cohort, the split and the models."""
@@ -52,10 +55,12 @@ class _Stages:
         self.count = 0
         self.verbose = verbose
 
-    def __call__(self, name: str, done: Path, fn) -> None:
+    def __call__(self, name: str, done: Path | list[Path], fn) -> None:
+        """Run `fn` as stage `name` unless `done` (a path, or every path of a list) exists."""
         self.count += 1
-        if done.exists():
-            _say(f"[{self.count:2d}] {name:<34} already done ({done})")
+        marks = done if isinstance(done, list) else [done]
+        if all(mark.exists() for mark in marks):
+            _say(f"[{self.count:2d}] {name:<34} already done ({marks[-1]})")
             return
         t0 = time.perf_counter()
         _say(f"[{self.count:2d}] {name:<34} ...")
@@ -138,7 +143,7 @@ def run(cfg: DemoConfig) -> dict:
 def _teacher_stages(cfg: DemoConfig, stage, paths: dict, out: Path) -> None:
     from leader.cohort import load_dataset
     from leader.teacher.config import TeachConfig
-    from leader.teacher.features import ensure_features
+    from leader.teacher.features import ensure_features, features_dir
     from leader.teacher.train import run as run_teacher
 
     if cfg.quick:
@@ -159,41 +164,65 @@ def _teacher_stages(cfg: DemoConfig, stage, paths: dict, out: Path) -> None:
             data=paths["data"],
             out=paths["teacher"],
             max_minutes=cfg.teacher_minutes,
+            # a budgeted run of under one epoch needs no dropout, and on 2 cores its masks cost
+            # ~20% of a step (BENCHMARKS.md)
+            lora_dropout=0.0,
             seed=cfg.seed,
             progress=cfg.progress,
         )
         label = f"teacher: SmolLM2-135M ({cfg.teacher_minutes:g} min)"
-    stage(label, paths["teacher"] / "run.json", lambda: run_teacher(teach))
     dataset = load_dataset(paths["data"])
-    from leader.teacher.features import features_dir
+    finished = paths["teacher"] / "run.json"
+    cache = features_dir(paths["teacher"], dataset) / "index.json"
 
-    stage(
-        "teacher features (fp16 cache)",
-        features_dir(paths["teacher"], dataset) / "index.json",
-        lambda: ensure_features(paths["teacher"], dataset, progress=cfg.progress),
-    )
+    def teacher_and_features() -> None:
+        if not finished.exists():
+            run_teacher(teach)  # ends by writing the feature cache (TeachConfig.cache_features)
+        ensure_features(paths["teacher"], dataset, progress=cfg.progress)  # a no-op when it did
+
+    stage(f"{label} + features", [finished, cache], teacher_and_features)
+
+
+STUDENTS = (
+    ("student-no-teacher", dict(no_teacher=True, name="student (no teacher)")),
+    ("student-kd", dict(beta=0.0, name="student (KD)")),
+    ("student", dict(name="student (KD + align)")),
+)
 
 
 def _student_stages(cfg: DemoConfig, stage, paths: dict) -> None:
-    from leader.student.config import DistillConfig
-    from leader.student.distill import run as run_distill
-
+    """The three students as one stage. Each trains on one thread (DistillConfig.threads), so on
+    a machine with several cores they train side by side in worker processes."""
     common = dict(
-        data=str(paths["data"]), teacher=str(paths["teacher"]), seed=cfg.seed, progress=cfg.progress, overwrite=True
+        data=str(paths["data"]), teacher=str(paths["teacher"]), seed=cfg.seed, progress=False, overwrite=True
     )
     if cfg.quick:
         common.update(epochs=15, patience=4)
-    variants = (
-        ("student-no-teacher", "student: no teacher (BCE only)", dict(no_teacher=True, name="student (no teacher)")),
-        ("student-kd", "student: feature KD", dict(beta=0.0, name="student (KD)")),
-        ("student", "student: KD + profile alignment", dict(name="student (KD + align)")),
-    )
-    for key, label, extra in variants:
-        stage(
-            label,
-            paths[key] / "run.json",
-            lambda k=key, e=extra: run_distill(DistillConfig(out=str(paths[k]), **common, **e)),
-        )
+    todo = [dict(out=str(paths[key]), **common, **extra) for key, extra in STUDENTS if not (paths[key] / "run.json").exists()]
+    workers = max(1, min(len(todo), os.cpu_count() or 1))
+    done = [paths[key] / "run.json" for key, _ in STUDENTS]
+    stage(f"students: no teacher, KD, KD + align ({workers} at a time)", done, lambda: _train_students(todo, workers))
+
+
+def _train_students(todo: list[dict], workers: int) -> None:
+    if workers > 1:
+        context = multiprocessing.get_context("spawn")  # no fork of a process that has run torch
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            chatter = list(pool.map(_distill_quietly, todo))
+    else:
+        chatter = [_distill_quietly(options) for options in todo]
+    print("".join(chatter), file=sys.stderr, end="")
+
+
+def _distill_quietly(options: dict) -> str:
+    """One distillation (in a worker process); returns what it printed, for the demo's stage log."""
+    from leader.student.config import DistillConfig
+    from leader.student.distill import run as run_distill
+
+    chatter = io.StringIO()
+    with contextlib.redirect_stderr(chatter), contextlib.redirect_stdout(chatter):
+        run_distill(DistillConfig(**options))
+    return chatter.getvalue()
 
 
 def _deploy_stages(cfg: DemoConfig, stage, paths: dict) -> None:

@@ -119,18 +119,21 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
     return out
 
 
-def load_backbone(backbone: Backbone, quantize: str | None = None, dtype=None):
+def load_backbone(backbone: Backbone, quantize: str | None = None, dtype=None, attention: str | None = None):
     """AutoModel (no LM head) and its tokenizer from a resolved backbone folder.
 
     `quantize` is None, "4bit" (NF4, QLoRA) or "8bit" through bitsandbytes; `dtype` the torch
-    dtype of the unquantised weights (default float32). The tokenizer pads on the right (the
-    head reads the last non-pad token) and gets a pad token when it has none.
+    dtype of the unquantised weights (default float32); `attention` a transformers attention
+    implementation ("eager", "sdpa"; None: the model's default). The tokenizer pads on the right
+    (the head reads the last non-pad token) and gets a pad token when it has none.
     """
     import torch
     from transformers import AutoModel, AutoTokenizer
 
     _quiet()
     kwargs = {"local_files_only": True, "use_safetensors": True, "dtype": dtype or torch.float32}
+    if attention is not None:
+        kwargs["attn_implementation"] = attention
     if quantize is not None:
         kwargs["quantization_config"] = _bnb_config(quantize)
     try:

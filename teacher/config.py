@@ -11,7 +11,7 @@ PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # options that may differ when a run is resumed: they do not change what is computed (the
 # dataset itself is checked by its sha256, whatever path names it)
-RESUMABLE = ("resume", "max_minutes", "progress", "eval_batch_size", "threads", "data", "out", "external_data")
+RESUMABLE = ("resume", "max_minutes", "progress", "eval_batch_size", "threads", "data", "out", "external_data", "cache_features")
 
 
 @dataclass
@@ -36,6 +36,8 @@ class TeachConfig:
     """Dropout on the LoRA input."""
     target_modules: tuple[str, ...] = PROJECTIONS
     """Module names that get LoRA adapters (default: every attention and MLP projection)."""
+    pooling: str = "last"
+    """The medication head reads the last non-pad token (last, as LEADER) or the mean of all non-pad tokens (mean)."""
     max_tokens: int = 192
     """Token budget per prompt: the oldest history goes first, then the note is shortened."""
     max_history: int = 3
@@ -58,7 +60,7 @@ class TeachConfig:
     """Samples per micro-batch and process."""
     grad_accum: int = 1
     """Micro-batches accumulated per optimizer step."""
-    lr: float = 5e-4
+    lr: float = 1e-3
     """Peak learning rate of the LoRA weights (AdamW)."""
     head_lr: float = 2e-3
     """Peak learning rate of the medication head (it starts from zero, so it needs more)."""
@@ -66,6 +68,8 @@ class TeachConfig:
     """AdamW weight decay of the LoRA weights and the head."""
     warmup: float = 0.05
     """Share of the steps spent warming the learning rate up linearly (then linear decay to 0)."""
+    calibration_samples: int = 512
+    """Training samples run once before training: their pooled states set the statistics that standardise the head's input, and a linear probe on them gives the head its starting weights (0: no calibration, the head starts at zero)."""
     eval_samples: int = 200
     """Validation samples scored at each evaluation during training (0: all); a fixed random subset, because on a CPU a full validation pass costs as much as many training steps. The final threshold and metrics always use the whole split."""
     eval_every: int = 0
@@ -78,6 +82,8 @@ class TeachConfig:
     """Samples per batch when evaluating."""
     threads: int = 0
     """CPU threads for torch (0: torch's default, every core; fewer helps on a busy machine)."""
+    cache_features: bool = True
+    """When training ends, also write the feature cache of every split (what `leader distill` reads, as `leader teach features` would) and score validation and test from it instead of a second pass (not with --split external or several processes)."""
     resume: bool = False
     """Continue the run in --out from its last checkpoint."""
     progress: bool = True
@@ -94,6 +100,7 @@ class TeachConfig:
             (self.quantize in (None, "4bit", "8bit"), "--quantize must be 4bit or 8bit"),
             (self.lora_r > 0 and self.lora_alpha > 0, "--lora-r and --lora-alpha must be positive"),
             (0.0 <= self.lora_dropout < 1.0, "--lora-dropout must be in [0, 1)"),
+            (self.pooling in ("last", "mean"), "--pooling must be last or mean"),
             (bool(self.target_modules), "--target-modules needs at least one module name"),
             (self.max_tokens >= 16, "--max-tokens must be at least 16"),
             (self.max_history >= 0, "--max-history must be 0 or more"),
@@ -106,6 +113,7 @@ class TeachConfig:
             (0.0 <= self.warmup < 1.0, "--warmup is a share of the steps in [0, 1)"),
             (self.eval_every >= 0, "--eval-every must be 0 (auto) or positive"),
             (self.eval_samples >= 0, "--eval-samples must be 0 (all) or positive"),
+            (self.calibration_samples >= 0, "--calibration-samples must be 0 (none) or positive"),
             (self.patience > 0, "--patience must be positive"),
             (self.max_minutes is None or self.max_minutes > 0, "--max-minutes must be positive"),
         ]

@@ -4,8 +4,8 @@
 
 writes, once per (teacher, dataset), the folder ``<teacher>/features/<dataset sha256[:16]>/``:
 
-- ``features.safetensors``: ``hidden`` fp16 [N, H], the pooled last-layer hidden state (the last
-  non-pad token, the medication head's input), and ``logits`` fp32 [N, M];
+- ``features.safetensors``: ``hidden`` fp16 [N, H], the pooled last-layer hidden state (the
+  medication head's input: the last non-pad token, or the mean with --pooling mean), and ``logits`` fp32 [N, M];
 - ``index.json``: ``sample_ids`` (row order; `leader.samples.Sample.sample_id`, no patient
   identifier), ``teacher_sha256``, ``dataset_sha256``, ``target``, ``hidden_size`` and counts.
 

@@ -1,7 +1,8 @@
 """What a finished teacher run writes into its folder (DESIGN.md, "Teacher").
 
 - ``adapter_config.json`` + ``adapter_model.safetensors``: the PEFT LoRA adapter;
-- ``head.safetensors``: the medication head's weight [n_meds, hidden];
+- ``head.safetensors``: the medication head's ``weight`` [n_meds, hidden] and ``bias`` [n_meds], and
+  the ``center`` and ``scale`` [hidden] that standardise its input;
 - ``teacher.json``: base model (spec, name, sha256), quantisation, prompt settings, label list,
   target, decision threshold, LoRA settings, how training went, versions;
 - ``metrics.json`` ({"val", "test"} tables of `leader.evaluate.score`) and ``run.json``.
@@ -38,7 +39,7 @@ def write_teacher(cfg, inner, backbone, dataset, settings, precision, state) -> 
     tmp = Path(tempfile.mkdtemp(prefix=".teacher-", dir=cfg.out))
     try:
         inner.backbone.save_pretrained(tmp, safe_serialization=True)
-        save_file({"weight": inner.head.weight.detach().float().cpu().contiguous()}, tmp / "head.safetensors")
+        save_file(inner.head_state(), tmp / "head.safetensors")
         info = {
             "format": TEACHER_FORMAT,
             "base_model": {"spec": backbone.spec, "name": backbone.name, "sha256": backbone.sha256},
@@ -47,6 +48,7 @@ def write_teacher(cfg, inner, backbone, dataset, settings, precision, state) -> 
             "medications": list(dataset.medications),
             "target": cfg.target,
             "threshold": None,
+            "pooling": cfg.pooling,
             "hidden_size": int(inner.head.in_features),
             "lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout, "target_modules": list(cfg.target_modules)},
             "training": {"precision": precision, "steps": state.step, "best_step": state.best_step,
@@ -62,14 +64,22 @@ def write_teacher(cfg, inner, backbone, dataset, settings, precision, state) -> 
 
 
 def score_and_finish(cfg, accelerator, dataset, splits, backbone) -> None:
-    """Reload the written teacher as `leader evaluate` does, tune the threshold, write metrics and run.json."""
-    teacher = load_teacher(cfg.out)
-    probs = {}
-    for name in ("val", "test"):
-        toks = encode(splits[name], dataset.titles, teacher.settings, teacher.tokenizer)
-        logits = gather_logits(accelerator, teacher.model, toks, teacher.tokenizer.pad_token_id, cfg.eval_batch_size,
-                               teacher.device, teacher.autocast, desc=f"score {name}", progress=cfg.progress)
-        probs[name] = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    """Reload the written teacher as `leader evaluate` does, tune the threshold, write metrics and run.json.
+
+    With `cache_features` (one process, the dataset's own splits) the reload computes the feature
+    cache of every sample, and validation and test are scored from its logits: the pass distillation
+    needs anyway, instead of a second one over validation and test.
+    """
+    if cfg.cache_features and accelerator.num_processes == 1 and cfg.external_data is None:
+        logits = _cached_logits(cfg, dataset, splits)
+    else:
+        teacher = load_teacher(cfg.out)
+        logits = {}
+        for name in ("val", "test"):
+            toks = encode(splits[name], dataset.titles, teacher.settings, teacher.tokenizer)
+            logits[name] = gather_logits(accelerator, teacher.model, toks, teacher.tokenizer.pad_token_id, cfg.eval_batch_size,
+                                         teacher.device, teacher.autocast, desc=f"score {name}", progress=cfg.progress)
+    probs = {name: 1.0 / (1.0 + np.exp(-values.astype(np.float64))) for name, values in logits.items()}
     if not accelerator.is_main_process:
         return
     thresholds, metrics = score(probs["val"], probs["test"], splits["val"], splits["test"], dataset)
@@ -85,6 +95,16 @@ def score_and_finish(cfg, accelerator, dataset, splits, backbone) -> None:
         f"(threshold {thresholds:.3f}) -> {cfg.out}",
         file=sys.stderr,
     )
+
+
+def _cached_logits(cfg, dataset, splits) -> dict[str, np.ndarray]:
+    """Validation and test logits from the teacher's feature cache (written here when missing)."""
+    from .features import ensure_features, load_features
+
+    ensure_features(cfg.out, dataset, batch_size=cfg.eval_batch_size, progress=cfg.progress)
+    ids, _, logits = load_features(cfg.out, dataset)
+    row = {sample_id: k for k, sample_id in enumerate(ids)}
+    return {name: logits[[row[s.sample_id] for s in splits[name]]] for name in ("val", "test")}
 
 
 def trim_log(path: Path, step: int) -> None:

@@ -22,7 +22,7 @@ from leader.io import read_json, sha256_file
 
 from .prompt import PromptSettings, encode
 
-TEACHER_FORMAT = 1
+TEACHER_FORMAT = 2  # 2: the head has a bias and input statistics
 FILES = ("adapter_config.json", "adapter_model.safetensors", "head.safetensors", "teacher.json")
 
 
@@ -96,14 +96,21 @@ def load_teacher(run_dir: str | Path, precision: str = "auto") -> LoadedTeacher:
     use_bf16 = precision == "bf16" or (precision == "auto" and bf16_supported())
     dtype = torch.bfloat16 if use_bf16 and quantize is None else torch.float32
     model, tokenizer = load_backbone(backbone, quantize, dtype=dtype)
+    for module in model.modules():
+        # bitsandbytes' fast CPU kernel for 4-bit inference repacks weights in blocks and fails on
+        # layers whose sides are not multiples of 64 (real models have none; tiny test models do)
+        sides = (getattr(module, "in_features", 0), getattr(module, "out_features", 0))
+        if hasattr(module, "support_avx512bf16_for_cpu") and any(side % 64 for side in sides):
+            module.support_avx512bf16_for_cpu = False
     model = PeftModel.from_pretrained(model, run_dir, is_trainable=False)
     if quantize is None:
         model = model.merge_and_unload()
-    teacher = TeacherModel(model, len(info["medications"]))
+    teacher = TeacherModel(model, len(info["medications"]), info.get("pooling", "last"))
     head = load_file(run_dir / "head.safetensors")
-    if set(head) != {"weight"} or tuple(head["weight"].shape) != tuple(teacher.head.weight.shape):
+    expected = {k: tuple(v.shape) for k, v in teacher.head_state().items()}
+    if {k: tuple(v.shape) for k, v in head.items()} != expected:
         raise LeaderError(f"{run_dir}/head.safetensors does not fit the model and labels of teacher.json; train the teacher again")
-    teacher.head.load_state_dict(head)
+    teacher.load_head_state(head)
     device = torch.device("cuda") if torch.cuda.is_available() and quantize is None else torch.device("cpu")
     teacher.to(device).eval()
     settings = PromptSettings(**info["prompt"])

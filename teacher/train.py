@@ -48,13 +48,22 @@ from .backbone import bf16_supported, load_backbone, resolve
 from .checkpoint import CHECKPOINT, LoopState, load_checkpoint, save_checkpoint
 from .config import TeachConfig
 from .folder import score_and_finish, trim_log, write_teacher
-from .infer import gather_logits
-from .model import TeacherModel, add_lora, collate, length_batches, load_trainable_state, trainable_state
+from .infer import forward, gather_logits
+from .model import (
+    TeacherModel,
+    add_lora,
+    calibrate_head,
+    collate,
+    length_batches,
+    load_trainable_state,
+    trainable_state,
+)
 from .prompt import PromptSettings, encode
 
 EVALS_PER_RUN = 3  # validations in an --eval-every 0 run: a 1-epoch run rarely needs more, and each costs steps
 LOG_EVERY = 10  # steps between training-loss lines in metrics.jsonl
-CALIBRATE_STEPS = 4  # steps timed before the schedule is fitted to --max-minutes
+CALIBRATE_STEPS = 8  # steps timed before the schedule is fitted to --max-minutes
+EAGER_MAX_TOKENS = 512  # longest prompts trained with eager attention on a CPU (see training_attention)
 
 
 def resolve_precision(precision: str, quantize: str | None) -> str:
@@ -164,6 +173,8 @@ def run(cfg: TeachConfig) -> Path:
     accelerator.wait_for_everyone()
     try:
         best = _restore(cfg, accelerator, inner, optimizer, scheduler, state) if cfg.resume else None
+        if state.step == 0 and cfg.calibration_samples:
+            _calibrate(cfg, accelerator, inner, tokens["train"], labels["train"], tokenizer.pad_token_id, state)
         loop = _Loop(cfg, accelerator, model, inner, optimizer, scheduler, state, tokens, labels, tokenizer.pad_token_id, best)
         loop.train()
     except BaseException:
@@ -191,12 +202,21 @@ def _eval_subset(n: int, k: int, seed: int) -> list[int]:
     return sorted(random.Random(seed).sample(range(n), k))
 
 
+def training_attention(max_tokens: int) -> str | None:
+    """The attention implementation to train with: on a CPU, eager attention for prompts up to
+    EAGER_MAX_TOKENS (its backward is ~2x faster than sdpa's there; 15% of a SmolLM2 step at 192
+    tokens), the model's default (sdpa) beyond, where eager's T x T score matrices grow large."""
+    if torch.cuda.is_available() or max_tokens > EAGER_MAX_TOKENS:
+        return None
+    return "eager"
+
+
 def _build_model(cfg: TeachConfig, backbone, precision: str, n_labels: int) -> tuple[TeacherModel, object]:
     """Backbone (frozen, in the autocast dtype) + LoRA adapters + the medication head."""
     # autocast would cast the frozen weights on every forward anyway (DESIGN.md: 718 vs 649
     # tokens/s); the LoRA weights and the head stay fp32
     low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision) if cfg.quantize is None else None
-    base, tokenizer = load_backbone(backbone, cfg.quantize, dtype=low)
+    base, tokenizer = load_backbone(backbone, cfg.quantize, dtype=low, attention=training_attention(cfg.max_tokens))
     for module in base.modules():
         # bitsandbytes repacks 4-bit weights for a faster CPU kernel on the first no-grad forward
         # (our validation) and that kernel has no backward: training after it would get wrong
@@ -204,7 +224,27 @@ def _build_model(cfg: TeachConfig, backbone, precision: str, n_labels: int) -> t
         if hasattr(module, "support_avx512bf16_for_cpu"):
             module.support_avx512bf16_for_cpu = False
     lora = add_lora(base, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules)
-    return TeacherModel(lora, n_labels), tokenizer
+    return TeacherModel(lora, n_labels, cfg.pooling), tokenizer
+
+
+def _calibrate(cfg, accelerator, inner, tokens, labels, pad_id: int, state: LoopState) -> None:
+    """Run a seeded subset of the training prompts through the untuned model once and calibrate
+    the head on their pooled states (`leader.teacher.model.calibrate_head`). Every process does
+    the same, so they agree; the time counts against --max-minutes."""
+    start = time.perf_counter()
+    chosen = sorted(random.Random(cfg.seed).sample(range(len(tokens)), min(cfg.calibration_samples, len(tokens))))
+    autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision)
+    order, pooled, _ = forward(inner, [tokens[i] for i in chosen], pad_id, cfg.eval_batch_size, accelerator.device,
+                               autocast, progress=cfg.progress and accelerator.is_main_process, desc="calibrate head")
+    rows = np.asarray(chosen)[order]
+    probe_loss = calibrate_head(inner, torch.from_numpy(pooled), torch.from_numpy(labels[rows]))
+    seconds = time.perf_counter() - start
+    state.seconds += seconds
+    if accelerator.is_main_process:
+        with open(cfg.out / "metrics.jsonl", "a", encoding="utf-8") as handle:
+            record = {"step": 0, "event": "head calibration", "samples": len(chosen), "probe_loss": probe_loss,
+                      "elapsed_s": round(state.seconds, 1)}
+            handle.write(json.dumps(record) + "\n")
 
 
 def _restore(cfg, accelerator, inner, optimizer, scheduler, state: LoopState) -> dict | None:
@@ -256,7 +296,7 @@ class _Loop:
         bar = tqdm(total=state.total_steps, initial=state.step, desc="teach", file=sys.stderr,
                    disable=not (cfg.progress and acc.is_main_process), dynamic_ncols=True)
         loss_sum, loss_n, tokens_window, window_start = 0.0, 0, 0, time.perf_counter()
-        session_start, session_steps, calib_start = time.perf_counter(), 0, 0.0
+        session_start, session_steps, calib_start, calib_tokens = time.perf_counter(), 0, 0.0, 0
         seconds_before = state.seconds
         self.model.train()
         while state.step < state.total_steps:
@@ -282,8 +322,10 @@ class _Loop:
             session_steps += 1
             if session_steps == 1:  # the first step of a session pays for warm-up: not timed
                 calib_start = now
+            else:
+                calib_tokens += step_tokens
             if cfg.max_minutes and not state.planned and session_steps == 1 + CALIBRATE_STEPS:
-                self._fit_budget((now - calib_start) / CALIBRATE_STEPS, step_tokens)
+                self._fit_budget((now - calib_start) / max(calib_tokens, 1))
                 bar.total = state.total_steps
             over_budget = self._over_budget()
             evaluate = state.step % state.eval_every == 0 or state.step >= state.total_steps or over_budget
@@ -332,12 +374,17 @@ class _Loop:
             over = bool(broadcast(torch.tensor([int(over)], device=self.acc.device)).item())
         return over
 
-    def _fit_budget(self, seconds_per_step: float, step_tokens: int) -> None:
-        """Shrink the planned steps so steps plus validations fit the time budget (same on every process)."""
-        state = self.state
-        val_tokens = sum(len(t) for t in self.tokens["val"]) / self.acc.num_processes
+    def _fit_budget(self, seconds_per_token: float) -> None:
+        """Shrink the planned steps so steps plus validations fit the time budget (same on every process).
+
+        `seconds_per_token` was timed over a few steps (all processes' real tokens); length-grouped
+        batches differ in length several-fold, so a step's cost is predicted from the mean tokens
+        of a step rather than from the few steps timed.
+        """
+        state, world = self.state, self.acc.num_processes
+        seconds_per_step = seconds_per_token * sum(self.lengths) / self.n_batches * self.cfg.grad_accum * world
         # a validation pass costs about a third of training on the same tokens (forward only)
-        eval_seconds = seconds_per_step * val_tokens / max(step_tokens / self.acc.num_processes, 1) / 3.0
+        eval_seconds = seconds_per_token * sum(len(t) for t in self.tokens["val"]) / 3.0
         left = self._budget_left() - EVALS_PER_RUN * eval_seconds
         fit = state.step + max(1, int(left / seconds_per_step))
         value = torch.tensor([min(state.total_steps, fit)], dtype=torch.int64, device=self.acc.device)

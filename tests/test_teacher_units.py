@@ -64,3 +64,111 @@ def test_the_teach_cli_imports_no_torch():
 
     code = "import sys, leader.cli.teach; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_fast_dropout_drops_the_asked_share_and_keeps_the_expectation():
+    import torch
+
+    from leader.teacher.model import FastDropout
+
+    torch.manual_seed(0)
+    layer = FastDropout(0.1).train()
+    x = torch.ones(400, 1001, requires_grad=True)  # odd size: the last 64-bit draw is only partly used
+    y = layer(x)
+    dropped = (y == 0).float().mean().item()
+    assert abs(dropped - 0.1) < 0.003  # 400k Bernoulli(0.1) draws: std 0.0005
+    assert torch.allclose(y[y != 0], torch.tensor(1 / 0.9))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient is the same mask and scale
+    assert not torch.equal(layer(x), layer(x))  # a new mask per call
+    layer.eval()
+    assert layer(x) is x
+
+
+def test_fast_dropout_replaces_peft_dropout_and_follows_the_seed():
+    import torch
+    from transformers import LlamaConfig, LlamaModel
+
+    from leader.teacher.model import FastDropout, add_lora
+
+    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2)
+    model = add_lora(LlamaModel(config), 4, 8, 0.25, ("q_proj", "down_proj")).train()
+    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout) and m.p == 0.25]
+    assert dropouts and all(type(m) is FastDropout for m in dropouts)
+    ids = torch.randint(0, 64, (2, 9))
+
+    def run(seed):
+        torch.manual_seed(seed)
+        return model(input_ids=ids).last_hidden_state
+
+    # LoRA B starts at zero, so give it weights for dropout to show in the output
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    assert torch.equal(run(1), run(1))
+    assert not torch.equal(run(1), run(2))
+
+
+def test_training_attention_is_eager_only_for_short_prompts_on_a_cpu():
+    import torch
+
+    from leader.teacher.train import EAGER_MAX_TOKENS, training_attention
+
+    if torch.cuda.is_available():
+        pytest.skip("CPU rule")
+    assert training_attention(192) == "eager"
+    assert training_attention(EAGER_MAX_TOKENS) == "eager"
+    assert training_attention(EAGER_MAX_TOKENS + 1) is None
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_pooling_ignores_right_padding(pooling):
+    import torch
+    from transformers import LlamaConfig, LlamaModel
+
+    from leader.teacher.model import TeacherModel, collate
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2)
+    model = TeacherModel(LlamaModel(config), 5, pooling).eval()
+    short, long = [5, 6, 7], [8, 9, 10, 11, 12, 13]
+    with torch.no_grad():
+        _, alone = model(*collate([short], 0))
+        _, padded = model(*collate([short, long], 0))
+        states = model.backbone(input_ids=torch.tensor([short])).last_hidden_state[0]
+    torch.testing.assert_close(padded[0], alone[0], atol=1e-5, rtol=1e-5)
+    expected = states.mean(0) if pooling == "mean" else states[-1]
+    torch.testing.assert_close(alone[0], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_an_unknown_pooling_is_refused(tmp_path):
+    with pytest.raises(LeaderError, match="--pooling"):
+        TeachConfig(data=tmp_path, out=tmp_path / "t", pooling="max")
+
+
+def test_calibrate_head_standardises_and_fits_a_probe():
+    import torch
+    from transformers import LlamaConfig, LlamaModel
+
+    from leader.teacher.model import TeacherModel, calibrate_head
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2)
+    model = TeacherModel(LlamaModel(config), 2)
+    # a huge constant dimension (as an LLM's massive activations) next to an informative one
+    pooled = torch.randn(400, 8)
+    pooled[:, 0] = 45.0 + 0.01 * torch.randn(400)
+    labels = torch.stack([(pooled[:, 3] > 0).float(), torch.zeros(400)], 1)
+    loss = calibrate_head(model, pooled, labels)
+    standardized = (pooled - model.center) / model.scale
+    assert torch.allclose(standardized[:, 1:].mean(0), torch.zeros(7), atol=1e-5)
+    assert torch.allclose(standardized[:, 1:].std(0), torch.ones(7), atol=0.02)
+    assert standardized[:, 0].std() < 0.15  # a near-constant dimension is not blown up to unit variance
+    logits = model.head(standardized)
+    assert ((logits[:, 0] > 0).float() == labels[:, 0]).float().mean() > 0.95
+    assert (logits[:, 1] < -3).all()  # a label never seen stays near probability 0
+    assert loss < 0.2

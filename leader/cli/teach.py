@@ -44,6 +44,7 @@ def teach(
     lora_alpha: int = _opt("lora_alpha"),
     lora_dropout: float = _opt("lora_dropout"),
     target_modules: str = _opt("target_modules", default=",".join(_DEFAULTS["target_modules"])),
+    pooling: str = _opt("pooling"),
     max_tokens: int = _opt("max_tokens"),
     max_history: int = _opt("max_history"),
     notes: bool = _opt("notes"),
@@ -59,11 +60,14 @@ def teach(
     head_lr: float = _opt("head_lr"),
     weight_decay: float = _opt("weight_decay"),
     warmup: float = _opt("warmup"),
+    calibration_samples: int = _opt("calibration_samples"),
+    eval_samples: int = _opt("eval_samples"),
     eval_every: int = _opt("eval_every"),
     patience: int = _opt("patience"),
     max_minutes: float | None = _opt("max_minutes"),
     eval_batch_size: int = _opt("eval_batch_size"),
     threads: int = _opt("threads"),
+    cache_features: bool = _opt("cache_features"),
     resume: bool = _opt("resume"),
     progress: bool = _opt("progress"),
 ) -> None:
@@ -75,11 +79,12 @@ def teach(
     modules = tuple(m.strip() for m in target_modules.split(",") if m.strip())
     cfg = TeachConfig(
         data=data, out=out, base_model=base_model, quantize=quantize, precision=precision, lora_r=lora_r,
-        lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=modules, max_tokens=max_tokens,
+        lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=modules, pooling=pooling, max_tokens=max_tokens,
         max_history=max_history, notes=notes, split=split, seed=seed, target=target, external_data=external_data,
         epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, head_lr=head_lr,
-        weight_decay=weight_decay, warmup=warmup, eval_every=eval_every, patience=patience, max_minutes=max_minutes,
-        eval_batch_size=eval_batch_size, threads=threads, resume=resume, progress=progress,
+        weight_decay=weight_decay, warmup=warmup, calibration_samples=calibration_samples, eval_samples=eval_samples, eval_every=eval_every, patience=patience,
+        max_minutes=max_minutes, eval_batch_size=eval_batch_size, threads=threads, cache_features=cache_features,
+        resume=resume, progress=progress,
     )
     from leader.teacher.train import run
 
