@@ -278,6 +278,7 @@ class _Loop:
         self.lengths = [len(t) for t in tokens["train"]]
         self.n_batches = math.ceil(len(self.lengths) / cfg.batch_size)
         self._epoch, self._batches = -1, []
+        self.eval_seconds = 0.0  # what a validation costs: estimated with the budget, then the last one's time
         self.log = cfg.out / "metrics.jsonl"
 
     def batch(self, index: int) -> list[int]:
@@ -300,6 +301,7 @@ class _Loop:
         seconds_before = state.seconds
         self.model.train()
         while state.step < state.total_steps:
+            step_start = time.perf_counter()
             real = torch.zeros(1, device=acc.device)
             for micro in range(cfg.grad_accum):
                 batch = self.batch((state.step * cfg.grad_accum + micro) * world + rank)
@@ -327,7 +329,7 @@ class _Loop:
             if cfg.max_minutes and not state.planned and session_steps == 1 + CALIBRATE_STEPS:
                 self._fit_budget((now - calib_start) / max(calib_tokens, 1))
                 bar.total = state.total_steps
-            over_budget = self._over_budget()
+            over_budget = self._over_budget(now - step_start)
             evaluate = state.step % state.eval_every == 0 or state.step >= state.total_steps or over_budget
             # a training line also before each validation, so windows restart where checkpoints do
             if state.step % LOG_EVERY == 0 or evaluate:
@@ -337,7 +339,9 @@ class _Loop:
                            "tokens_per_s": rate, "elapsed_s": round(state.seconds, 1)})
                 loss_sum, loss_n, tokens_window, window_start = 0.0, 0, 0, time.perf_counter()
             if evaluate:
+                started = time.perf_counter()
                 self._evaluate()
+                self.eval_seconds = time.perf_counter() - started
                 state.seconds = seconds_before + time.perf_counter() - session_start
                 self._checkpoint()
                 if state.evals_since_best >= cfg.patience:
@@ -365,11 +369,12 @@ class _Loop:
     def _budget_left(self) -> float:
         return self.cfg.max_minutes * 60.0 - self.state.seconds
 
-    def _over_budget(self) -> bool:
-        """True when the time budget is spent; the main process decides for everyone."""
+    def _over_budget(self, step_seconds: float) -> bool:
+        """True when the time budget cannot take another step of `step_seconds` and the last
+        validation; the main process decides for everyone."""
         if self.cfg.max_minutes is None:
             return False
-        over = self._budget_left() <= 0
+        over = self._budget_left() <= step_seconds + self.eval_seconds
         if self.acc.num_processes > 1:
             over = bool(broadcast(torch.tensor([int(over)], device=self.acc.device)).item())
         return over
@@ -385,6 +390,7 @@ class _Loop:
         seconds_per_step = seconds_per_token * sum(self.lengths) / self.n_batches * self.cfg.grad_accum * world
         # a validation pass costs about a third of training on the same tokens (forward only)
         eval_seconds = seconds_per_token * sum(len(t) for t in self.tokens["val"]) / 3.0
+        self.eval_seconds = eval_seconds
         left = self._budget_left() - EVALS_PER_RUN * eval_seconds
         fit = state.step + max(1, int(left / seconds_per_step))
         value = torch.tensor([min(state.total_steps, fit)], dtype=torch.int64, device=self.acc.device)

@@ -145,7 +145,7 @@ def test_the_time_budget_shrinks_the_schedule(rule_dataset_path, tiny_model, tmp
     assert train.CALIBRATE_STEPS < event["total_steps"] < planned / 10
     assert 0.8 * event["total_steps"] <= info["steps"] <= event["total_steps"]  # the plan about fits
     assert info["stopped"] in ("steps", "time budget")
-    assert info["seconds"] <= 0.5 * 60 + 5
+    assert info["seconds"] <= 0.5 * 60 + 1  # the last validation fits in the budget (to a few clock readings)
     assert [r["lr"] for r in log if "lr" in r][-1] < 0.2 * cfg.lr
 
 
