@@ -5,8 +5,9 @@
 
 Stages: synthetic cohort -> stats -> baselines (frequency, logistic) -> teacher and its feature
 cache -> students (no teacher, KD, KD + profile alignment; side by side when there are several
-cores) -> ONNX export (fp32 + int8, model card) -> bench -> report, then a closing table. Every stage writes its own folder under --out and
-is skipped when that folder is already complete, so an interrupted demo resumes where it stopped.
+cores) -> ONNX export (fp32 + int8, model card) -> bench -> report, then a closing table.
+Every stage writes its own folder under --out and is skipped when that folder is already complete,
+so an interrupted demo resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class DemoConfig:
     seed: int = 0
     """Seed of the cohort, the split and the models."""
     progress: bool = False
-    """Show the stages' own progress bars (the demo prints one line per stage either way)."""
+    """Show the stages' own progress bars (not the students', which train side by side; the demo prints one line per stage either way)."""
 
 
 def _say(message: str) -> None:
