@@ -40,20 +40,15 @@ def _train_rate(backbone, mode: str, tokens, labels, batches, steps: int, max_to
     """Real tokens per second of LoRA training steps in `mode`."""
     import torch
 
-    from leader.teacher.backbone import load_backbone
-    from leader.teacher.config import PROJECTIONS
-    from leader.teacher.model import TeacherModel, add_lora, collate
-    from leader.teacher.train import training_attention
+    from leader.teacher.config import TeachConfig
+    from leader.teacher.model import collate
+    from leader.teacher.train import build_model
 
-    dtype = torch.bfloat16 if mode.startswith("bf16") else None
-    base, tokenizer = load_backbone(backbone, "4bit" if mode == "4bit" else None, dtype=dtype,
-                                    attention=training_attention(max_tokens))
-    for module in base.modules():  # as leader.teacher.train does for 4-bit bases
-        if hasattr(module, "support_avx512bf16_for_cpu"):
-            module.support_avx512bf16_for_cpu = False
     torch.manual_seed(0)
-    dropout = 0.0 if mode == "bf16-no-dropout" else 0.1
-    model = TeacherModel(add_lora(base, 8, 32, dropout, PROJECTIONS), labels.shape[1]).train()
+    cfg = TeachConfig(data=".", out=".", quantize="4bit" if mode == "4bit" else None, max_tokens=max_tokens,
+                      lora_dropout=0.0 if mode == "bf16-no-dropout" else 0.1)
+    model, tokenizer = build_model(cfg, backbone, "fp32" if mode == "fp32" else "bf16", labels.shape[1])
+    model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     autocast = mode != "fp32"
     done, start = 0, 0.0

@@ -9,6 +9,7 @@ from leader.errors import LeaderError
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+POOLINGS = ("last", "mean")
 # options that may differ when a run is resumed: they do not change what is computed (the
 # dataset itself is checked by its sha256, whatever path names it)
 RESUMABLE = ("resume", "max_minutes", "progress", "eval_batch_size", "threads", "data", "out", "external_data", "cache_features")
@@ -63,7 +64,7 @@ class TeachConfig:
     lr: float = 1e-3
     """Peak learning rate of the LoRA weights (AdamW)."""
     head_lr: float = 2e-3
-    """Peak learning rate of the medication head (it starts from zero, so it needs more)."""
+    """Peak learning rate of the medication head (its weights face standardised inputs and start from a probe, or from zero)."""
     weight_decay: float = 0.0
     """AdamW weight decay of the LoRA weights and the head."""
     warmup: float = 0.05
@@ -100,7 +101,7 @@ class TeachConfig:
             (self.quantize in (None, "4bit", "8bit"), "--quantize must be 4bit or 8bit"),
             (self.lora_r > 0 and self.lora_alpha > 0, "--lora-r and --lora-alpha must be positive"),
             (0.0 <= self.lora_dropout < 1.0, "--lora-dropout must be in [0, 1)"),
-            (self.pooling in ("last", "mean"), "--pooling must be last or mean"),
+            (self.pooling in POOLINGS, f"--pooling must be one of {', '.join(POOLINGS)}"),
             (bool(self.target_modules), "--target-modules needs at least one module name"),
             (self.max_tokens >= 16, "--max-tokens must be at least 16"),
             (self.max_history >= 0, "--max-history must be 0 or more"),

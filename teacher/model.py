@@ -24,10 +24,10 @@ from torch import nn
 
 from leader.errors import LeaderError
 
+from .config import POOLINGS
+
 POOL_BATCHES = 64  # batches per length-sorting pool: large enough to pad little, small enough to stay random
 
-
-POOLINGS = ("last", "mean")
 
 
 class TeacherModel(nn.Module):

@@ -144,9 +144,9 @@ def run(cfg: TeachConfig) -> Path:
     with accelerator.main_process_first():
         backbone = resolve(cfg.base_model)
     set_seed(cfg.seed, device_specific=True)
-    model, tokenizer = _build_model(cfg, backbone, precision, len(dataset.medications))
+    model, tokenizer = build_model(cfg, backbone, precision, len(dataset.medications))
     settings = PromptSettings(cfg.max_tokens, cfg.max_history, cfg.notes)
-    watched = _eval_subset(len(splits["val"]), cfg.eval_samples, cfg.seed)
+    watched = _seeded_subset(len(splits["val"]), cfg.eval_samples, cfg.seed)
     chosen = {"train": splits["train"], "val": [splits["val"][i] for i in watched]}
     tokens = {name: encode(chosen[name], dataset.titles, settings, tokenizer) for name in chosen}
     labels = {name: labels_matrix(chosen[name], dataset.medications) for name in chosen}
@@ -195,8 +195,9 @@ def run(cfg: TeachConfig) -> Path:
     return cfg.out
 
 
-def _eval_subset(n: int, k: int, seed: int) -> list[int]:
-    """Indices of the validation samples scored during training: all, or a seeded sample of k."""
+def _seeded_subset(n: int, k: int, seed: int) -> list[int]:
+    """Sorted indices of a seeded sample of k out of n (all of them when k is 0 or at least n):
+    the validation samples scored during training, the samples that calibrate the head."""
     if k <= 0 or k >= n:
         return list(range(n))
     return sorted(random.Random(seed).sample(range(n), k))
@@ -211,8 +212,9 @@ def training_attention(max_tokens: int) -> str | None:
     return "eager"
 
 
-def _build_model(cfg: TeachConfig, backbone, precision: str, n_labels: int) -> tuple[TeacherModel, object]:
-    """Backbone (frozen, in the autocast dtype) + LoRA adapters + the medication head."""
+def build_model(cfg: TeachConfig, backbone, precision: str, n_labels: int) -> tuple[TeacherModel, object]:
+    """Backbone (frozen, in the autocast dtype) + LoRA adapters + the medication head, as `cfg`
+    and `precision` (fp32, bf16, fp16) say; also what the teacher benchmark times."""
     # autocast would cast the frozen weights on every forward anyway (DESIGN.md: 718 vs 649
     # tokens/s); the LoRA weights and the head stay fp32
     low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision) if cfg.quantize is None else None
@@ -232,7 +234,7 @@ def _calibrate(cfg, accelerator, inner, tokens, labels, pad_id: int, state: Loop
     the head on their pooled states (`leader.teacher.model.calibrate_head`). Every process does
     the same, so they agree; the time counts against --max-minutes."""
     start = time.perf_counter()
-    chosen = sorted(random.Random(cfg.seed).sample(range(len(tokens)), min(cfg.calibration_samples, len(tokens))))
+    chosen = _seeded_subset(len(tokens), cfg.calibration_samples, cfg.seed)
     autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision)
     order, pooled, _ = forward(inner, [tokens[i] for i in chosen], pad_id, cfg.eval_batch_size, accelerator.device,
                                autocast, progress=cfg.progress and accelerator.is_main_process, desc="calibrate head")
@@ -241,10 +243,14 @@ def _calibrate(cfg, accelerator, inner, tokens, labels, pad_id: int, state: Loop
     seconds = time.perf_counter() - start
     state.seconds += seconds
     if accelerator.is_main_process:
-        with open(cfg.out / "metrics.jsonl", "a", encoding="utf-8") as handle:
-            record = {"step": 0, "event": "head calibration", "samples": len(chosen), "probe_loss": probe_loss,
-                      "elapsed_s": round(state.seconds, 1)}
-            handle.write(json.dumps(record) + "\n")
+        _append_log(cfg.out, {"step": 0, "event": "head calibration", "samples": len(chosen), "probe_loss": probe_loss,
+                              "elapsed_s": round(state.seconds, 1)})
+
+
+def _append_log(out: Path, record: dict) -> None:
+    """One line of the run's training log, metrics.jsonl."""
+    with open(out / "metrics.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
 
 
 def _restore(cfg, accelerator, inner, optimizer, scheduler, state: LoopState) -> dict | None:
@@ -279,7 +285,6 @@ class _Loop:
         self.n_batches = math.ceil(len(self.lengths) / cfg.batch_size)
         self._epoch, self._batches = -1, []
         self.eval_seconds = 0.0  # what a validation costs: estimated with the budget, then the last one's time
-        self.log = cfg.out / "metrics.jsonl"
 
     def batch(self, index: int) -> list[int]:
         """Global batch number `index` of the endless, epoch-by-epoch batch order."""
@@ -433,5 +438,4 @@ class _Loop:
 
     def _log(self, record: dict) -> None:
         if self.acc.is_main_process:
-            with open(self.log, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
+            _append_log(self.cfg.out, record)

@@ -72,20 +72,14 @@ def teach(
     progress: bool = _opt("progress"),
 ) -> None:
     """Train a teacher on a prepared dataset (writes adapter, head, teacher.json, metrics, run.json)."""
+    options = dict(locals())  # besides ctx, every parameter is a TeachConfig field of the same name
+    del options["ctx"]
     if ctx.invoked_subcommand is not None:
         return
     if data is None or out is None:
         raise LeaderError("leader teach needs --data DIR (a prepared dataset) and --out DIR (the new run folder)")
-    modules = tuple(m.strip() for m in target_modules.split(",") if m.strip())
-    cfg = TeachConfig(
-        data=data, out=out, base_model=base_model, quantize=quantize, precision=precision, lora_r=lora_r,
-        lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=modules, pooling=pooling, max_tokens=max_tokens,
-        max_history=max_history, notes=notes, split=split, seed=seed, target=target, external_data=external_data,
-        epochs=epochs, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, head_lr=head_lr,
-        weight_decay=weight_decay, warmup=warmup, calibration_samples=calibration_samples, eval_samples=eval_samples, eval_every=eval_every, patience=patience,
-        max_minutes=max_minutes, eval_batch_size=eval_batch_size, threads=threads, cache_features=cache_features,
-        resume=resume, progress=progress,
-    )
+    options["target_modules"] = tuple(m.strip() for m in target_modules.split(",") if m.strip())
+    cfg = TeachConfig(**options)
     from leader.teacher.train import run
 
     folder = run(cfg)
