@@ -45,8 +45,13 @@ def _train_rate(backbone, mode: str, tokens, labels, batches, steps: int, max_to
     from leader.teacher.train import build_model
 
     torch.manual_seed(0)
-    cfg = TeachConfig(data=".", out=".", quantize="4bit" if mode == "4bit" else None, max_tokens=max_tokens,
-                      lora_dropout=0.0 if mode == "bf16-no-dropout" else 0.1)
+    cfg = TeachConfig(
+        data=".",
+        out=".",
+        quantize="4bit" if mode == "4bit" else None,
+        max_tokens=max_tokens,
+        lora_dropout=0.0 if mode == "bf16-no-dropout" else 0.1,
+    )
     model, tokenizer = build_model(cfg, backbone, "fp32" if mode == "fp32" else "bf16", labels.shape[1])
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
@@ -99,8 +104,11 @@ def _machine() -> dict:
                 flags = set(value.split())
     except OSError:
         pass
-    return {"cpus": torch.get_num_threads(), "processor": name,
-            "bf16_flags": sorted(f for f in flags if f in ("avx512_bf16", "amx_bf16", "amx_tile"))}
+    return {
+        "cpus": torch.get_num_threads(),
+        "processor": name,
+        "bf16_flags": sorted(f for f in flags if f in ("avx512_bf16", "amx_bf16", "amx_tile")),
+    }
 
 
 def _matmul_gflops(rows: int = 2048, seconds: float = 2.0) -> float:
@@ -151,8 +159,14 @@ def run(data: Path | None, steps: int, batch_size: int, max_tokens: int, n_featu
         "machine": _machine(),
         "bf16_matmul_gflops": _matmul_gflops(),
         "forward_flops_per_token": _flops_per_token(backbone),
-        "setup": {"model": backbone.name, "batch_size": batch_size, "max_tokens": max_tokens, "steps": steps,
-                  "train_samples": len(train), "mean_prompt_tokens": sum(lengths) / len(lengths)},
+        "setup": {
+            "model": backbone.name,
+            "batch_size": batch_size,
+            "max_tokens": max_tokens,
+            "steps": steps,
+            "train_samples": len(train),
+            "mean_prompt_tokens": sum(lengths) / len(lengths),
+        },
         "padding_share": {
             "train_batches": padding_share(batches, lengths),
             "feature_batches": padding_share(sorted_batches(lengths, 16), lengths),

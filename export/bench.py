@@ -92,8 +92,14 @@ def _pool(cfg: BenchConfig, recommender: Recommender):
 
     samples = []
     for i in range(cfg.samples):
-        visits = [{"diagnoses": codes("diagnoses", rng.integers(1, 15)), "procedures": codes("procedures", rng.integers(0, 5)),
-                   "medications": codes("medications", rng.integers(1, 15))} for _ in range(rng.integers(1, 4))]
+        visits = [
+            {
+                "diagnoses": codes("diagnoses", rng.integers(1, 15)),
+                "procedures": codes("procedures", rng.integers(0, 5)),
+                "medications": codes("medications", rng.integers(1, 15)),
+            }
+            for _ in range(rng.integers(1, 4))
+        ]
         samples.append(Sample(f"random:{i}", {"gender": "F", "age": 60}, visits, []))
     return samples, None, f"{cfg.samples} random patients drawn from the model's vocabularies (no --data)"
 
@@ -108,8 +114,11 @@ def _latencies(fn, singles: list, calls: int) -> dict:
         fn(arrays)
         times[i] = time.perf_counter_ns() - start
     ms = times / 1e6
-    return {"batch1_p50_ms": float(np.percentile(ms, 50)), "batch1_p99_ms": float(np.percentile(ms, 99)),
-            "batch1_mean_ms": float(ms.mean())}
+    return {
+        "batch1_p50_ms": float(np.percentile(ms, 50)),
+        "batch1_p99_ms": float(np.percentile(ms, 99)),
+        "batch1_mean_ms": float(ms.mean()),
+    }
 
 
 def _throughput(fn, chunks: list[list[dict]], calls: int, name: str) -> dict:
@@ -226,8 +235,11 @@ def _teacher(teacher: Path, samples, dataset, n: int) -> dict:
     batch = samples[: 2 * n]
     start = time.perf_counter()
     run_teacher(loaded, batch, dataset.titles)
-    out.update(per_visit_ms=1000 * float(np.median(times)), batched_per_visit_ms=1000 * (time.perf_counter() - start) / len(batch),
-               visits=len(times))
+    out.update(
+        per_visit_ms=1000 * float(np.median(times)),
+        batched_per_visit_ms=1000 * (time.perf_counter() - start) / len(batch),
+        visits=len(times),
+    )
     return out
 
 
@@ -253,8 +265,12 @@ def runtime_process(model: Path, samples) -> dict:
         with open(patients, "w", encoding="utf-8") as handle:
             for s in samples:
                 handle.write(json.dumps({"profile": s.profile, "visits": s.visits}) + "\n")
-        done = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, str(model), str(patients)],
-                              capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [sys.executable, "-c", _MEMORY_SCRIPT, str(model), str(patients)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     if done.returncode != 0:
         raise RuntimeError(f"runtime-only process failed: {done.stderr.strip()[-500:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -295,12 +311,27 @@ def run(cfg: BenchConfig) -> dict:
     singles = [recommender.encoder.encode_samples([s]) for s in samples]
     chunks = _chunks(recommender.encoder, samples)
     int8 = int8_path(cfg.model)
-    steps = ["onnx_fp32", *(["onnx_int8"] if int8.is_file() else []), *(["torch"] if cfg.student else []),
-             "end_to_end", *(["teacher"] if cfg.teacher else []), "runtime_process"]
-    report: dict = {"model": str(cfg.model), "inputs": described, "engines": {}, "teacher": {},
-                    "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor(),
-                                "load_average_before": os.getloadavg()},
-                    "versions": versions()}
+    steps = [
+        "onnx_fp32",
+        *(["onnx_int8"] if int8.is_file() else []),
+        *(["torch"] if cfg.student else []),
+        "end_to_end",
+        *(["teacher"] if cfg.teacher else []),
+        "runtime_process",
+    ]
+    report: dict = {
+        "model": str(cfg.model),
+        "inputs": described,
+        "engines": {},
+        "teacher": {},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "load_average_before": os.getloadavg(),
+        },
+        "versions": versions(),
+    }
     with tqdm(steps, desc="bench", file=sys.stderr, disable=None) as bar:
         for step in bar:
             bar.set_postfix_str(step)
@@ -321,7 +352,9 @@ def run(cfg: BenchConfig) -> dict:
     if "per_visit_ms" in report["teacher"]:
         teacher = report["teacher"]
         teacher["teacher_student_ratio"] = teacher["per_visit_ms"] / fp32["batch1_p50_ms"]
-        teacher["teacher_student_ratio_batched"] = teacher["batched_per_visit_ms"] * fp32["batch256_grouped_visits_per_s"] / 1000
+        teacher["teacher_student_ratio_batched"] = (
+            teacher["batched_per_visit_ms"] * fp32["batch256_grouped_visits_per_s"] / 1000
+        )
     report["files"] = {"onnx_fp32_bytes": fp32["bytes"]}
     if "onnx_int8" in report["engines"]:
         report["files"]["onnx_int8_bytes"] = report["engines"]["onnx_int8"]["bytes"]
@@ -334,27 +367,40 @@ def run(cfg: BenchConfig) -> dict:
 
 def format_report(report: dict) -> str:
     """The report as a plain-text table (what `leader bench` prints)."""
-    head = f"{'engine':<22} {'b=1 p50 ms':>10} {'p99 ms':>8} {'b=256 visits/s padded':>22} {'grouped':>9} {'file MB':>8}"
+    head = (
+        f"{'engine':<22} {'b=1 p50 ms':>10} {'p99 ms':>8} {'b=256 visits/s padded':>22} {'grouped':>9} {'file MB':>8}"
+    )
     lines = [f"inputs: {report['inputs']}; batch 1 on 1 thread, batch 256 on 2 threads", "", head]
     rows = dict(report["engines"])
-    rows["runtime end-to-end"] = {**report["end_to_end"], "batch256_grouped_visits_per_s": report["end_to_end"]["batch256_visits_per_s"]}
+    rows["runtime end-to-end"] = {
+        **report["end_to_end"],
+        "batch256_grouped_visits_per_s": report["end_to_end"]["batch256_visits_per_s"],
+    }
     for name, e in rows.items():
         size = f"{e['bytes'] / 1e6:8.2f}" if "bytes" in e else f"{'-':>8}"
         padded = f"{e['batch256_padded_visits_per_s']:>22,.0f}" if "batch256_padded_visits_per_s" in e else f"{'-':>22}"
-        lines.append(f"{name:<22} {e['batch1_p50_ms']:>10.3f} {e['batch1_p99_ms']:>8.3f} {padded} "
-                     f"{e['batch256_grouped_visits_per_s']:>9,.0f} {size}")
+        lines.append(
+            f"{name:<22} {e['batch1_p50_ms']:>10.3f} {e['batch1_p99_ms']:>8.3f} {padded} "
+            f"{e['batch256_grouped_visits_per_s']:>9,.0f} {size}"
+        )
     teacher = report["teacher"]
     if "per_visit_ms" in teacher:
-        lines.append(f"teacher: {teacher['per_visit_ms']:.1f} ms per visit at batch 1, {teacher['batched_per_visit_ms']:.1f} ms "
-                     f"batched; teacher/student per visit: {teacher['teacher_student_ratio']:,.0f}x at batch 1, "
-                     f"{teacher['teacher_student_ratio_batched']:,.0f}x batched")
+        lines.append(
+            f"teacher: {teacher['per_visit_ms']:.1f} ms per visit at batch 1, {teacher['batched_per_visit_ms']:.1f} ms "
+            f"batched; teacher/student per visit: {teacher['teacher_student_ratio']:,.0f}x at batch 1, "
+            f"{teacher['teacher_student_ratio_batched']:,.0f}x batched"
+        )
     else:
         lines.append(f"teacher: skipped ({teacher.get('skipped')})")
     proc = report["runtime_process"]
-    lines.append(f"runtime-only process: peak RSS {proc['peak_rss_mb']:.0f} MB, torch imported: {proc['torch_imported']}")
+    lines.append(
+        f"runtime-only process: peak RSS {proc['peak_rss_mb']:.0f} MB, torch imported: {proc['torch_imported']}"
+    )
     load = report["machine"]
-    lines.append(f"load average before/after: {load['load_average_before'][0]:.1f} / {load['load_average_after'][0]:.1f} "
-                 f"on {load['cpus']} CPUs")
+    lines.append(
+        f"load average before/after: {load['load_average_before'][0]:.1f} / {load['load_average_after'][0]:.1f} "
+        f"on {load['cpus']} CPUs"
+    )
     lines.append("")
     for name, t in report["targets"].items():
         verdict = "n/a" if t["met"] is None else "met" if t["met"] else "MISSED"

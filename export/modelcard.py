@@ -109,7 +109,9 @@ def model_card(onnx_path: Path, run: dict, metrics: dict, manifest: dict, names:
     ]
     if int8.exists():
         drop = extra.get("int8_jaccard_drop")
-        drop_text = f"validation Jaccard drop {drop:+.4f} against fp32" if drop is not None else "accuracy drop not measured"
+        drop_text = (
+            f"validation Jaccard drop {drop:+.4f} against fp32" if drop is not None else "accuracy drop not measured"
+        )
         lines.append(f"- `{int8.name}` (int8 dynamic quantization, {int8.stat().st_size / 1e6:.2f} MB): {drop_text}.")
     lines += [
         "- Inside each file's metadata: vocabularies, medication labels and names, thresholds, DDI pairs, "
@@ -145,7 +147,9 @@ def model_card(onnx_path: Path, run: dict, metrics: dict, manifest: dict, names:
     return "\n".join(lines)
 
 
-def write_model_card(onnx_path: str | Path, run: dict, metrics: dict, manifest: dict, names: dict[str, str], extra: dict) -> Path:
+def write_model_card(
+    onnx_path: str | Path, run: dict, metrics: dict, manifest: dict, names: dict[str, str], extra: dict
+) -> Path:
     """Write ``<name>.md`` next to the ONNX file (atomically) and return its path."""
     onnx_path = Path(onnx_path)
     card = onnx_path.with_suffix(".md")

@@ -53,8 +53,9 @@ class ExportConfig:
     """ONNX opset; None = the exporter's default."""
 
 
-def random_batch(encoder, batch: int, visits: int, codes: tuple[int, int, int], profile: int, seed: int = 0,
-                 empty: float = 0.0) -> dict[str, np.ndarray]:
+def random_batch(
+    encoder, batch: int, visits: int, codes: tuple[int, int, int], profile: int, seed: int = 0, empty: float = 0.0
+) -> dict[str, np.ndarray]:
     """Arrays shaped like `Encoder.encode` output, filled with random in-vocabulary ids.
 
     Each row has 1..`visits` real visits (left-aligned) and each code list a random length up to its
@@ -162,8 +163,9 @@ def max_parity_error(model, onnx_path: str | Path, cases: list[dict[str, np.ndar
     return worst
 
 
-def build_metadata(run: dict, encoder, names: dict[str, str], ddi: list[tuple[str, str]], metrics: dict,
-                   **extra) -> dict[str, str]:
+def build_metadata(
+    run: dict, encoder, names: dict[str, str], ddi: list[tuple[str, str]], metrics: dict, **extra
+) -> dict[str, str]:
     """The ``leader.*`` metadata_props (values are JSON text). Nothing here identifies a patient:
     code vocabularies, labels, thresholds, aggregate metrics, a hash and versions only."""
     from leader.runinfo import versions
@@ -228,8 +230,12 @@ def run(cfg: ExportConfig) -> dict:
 
     model, encoder, record = load_student(cfg.student)
     if list(record.get("medications", encoder.medications)) != list(encoder.medications):
-        raise LeaderError(f"{cfg.student}: run.json and encoder.json disagree on the medication labels; re-run `leader distill`")
-    metrics = read_json(cfg.student / "metrics.json", "student metrics") if (cfg.student / "metrics.json").is_file() else {}
+        raise LeaderError(
+            f"{cfg.student}: run.json and encoder.json disagree on the medication labels; re-run `leader distill`"
+        )
+    metrics = (
+        read_json(cfg.student / "metrics.json", "student metrics") if (cfg.student / "metrics.json").is_file() else {}
+    )
     ddi = read_ddi(cfg.student / "ddi.csv") if (cfg.student / "ddi.csv").is_file() else []
     names, data_path = _names_and_dataset_path(cfg, record)
     if data_path is None:
@@ -239,22 +245,31 @@ def run(cfg: ExportConfig) -> dict:
     if cfg.out.suffix != ".onnx":
         raise LeaderError(f"--out must end in .onnx, got {cfg.out}")
     meta = build_metadata(record, encoder, names, ddi, metrics)
-    summary: dict = {"onnx": str(cfg.out), "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}}
+    summary: dict = {
+        "onnx": str(cfg.out),
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+    }
     with atomic_path(cfg.out) as tmp:
         proto = to_onnx(model, encoder, cfg.opset)
         set_metadata(proto, meta)
         save_checked(proto, tmp)
         error = max_parity_error(model, tmp, parity_cases(encoder))
         if not error <= PARITY_TOL:
-            raise RuntimeError(f"ONNX output differs from torch by {error:.2e} (> {PARITY_TOL}); please report this bug")
+            raise RuntimeError(
+                f"ONNX output differs from torch by {error:.2e} (> {PARITY_TOL}); please report this bug"
+            )
         summary.update(parity_max_abs_error=error, bytes=tmp.stat().st_size)
     twin = int8_path(cfg.out)
     if twin.exists():  # it belonged to the model just replaced; a stale twin would be served and benched
         twin.unlink()
         print(f"note: removed {twin}, the int8 twin of the previous export", file=sys.stderr)
     manifest = read_json(data_path / "manifest.json", "dataset manifest") if data_path else {}
-    card = {"bytes": summary["bytes"], "parity_max_abs_error": error, "max_visits": encoder.max_visits,
-            "max_codes": encoder.max_codes}
+    card = {
+        "bytes": summary["bytes"],
+        "parity_max_abs_error": error,
+        "max_visits": encoder.max_visits,
+        "max_codes": encoder.max_codes,
+    }
     summary["card"] = str(write_model_card(cfg.out, record, metrics, manifest, names, card))
     if cfg.int8:  # after the fp32 file is in place: a refused int8 model leaves the fp32 one valid
         from .quantize import quantize_checked

@@ -34,10 +34,17 @@ def validation_samples(record: dict, data_path: Path):
     split = record.get("split") or {}
     how = split.get("how", "random")
     # an external split's validation part comes from the training dataset alone
-    parts = split_samples(dataset, how, int(split.get("seed", 0)), split.get("target", "all"),
-                          external=dataset if how == "external" else None)
+    parts = split_samples(
+        dataset,
+        how,
+        int(split.get("seed", 0)),
+        split.get("target", "all"),
+        external=dataset if how == "external" else None,
+    )
     if not parts["val"]:
-        raise LeaderError(f"{data_path}: the validation split is empty, so int8 accuracy cannot be checked; use a larger dataset or export without --int8")
+        raise LeaderError(
+            f"{data_path}: the validation split is empty, so int8 accuracy cannot be checked; use a larger dataset or export without --int8"
+        )
     return parts["val"]
 
 
@@ -55,8 +62,15 @@ def onnx_probabilities(path: str | Path, encoder, samples, threads: int = 2) -> 
     return np.concatenate(rows)
 
 
-def quantize_checked(fp32: Path, out: Path, meta: dict[str, str], record: dict, data_path: Path,
-                     max_drop: float = 0.01, force: bool = False) -> dict:
+def quantize_checked(
+    fp32: Path,
+    out: Path,
+    meta: dict[str, str],
+    record: dict,
+    data_path: Path,
+    max_drop: float = 0.01,
+    force: bool = False,
+) -> dict:
     """Write the int8 twin of `fp32` to `out` atomically; returns the check's figures.
 
     Jaccard is `leader.metrics.jaccard_samples` (|T∩P| / |T∪P| per sample, averaged) at the
@@ -99,7 +113,9 @@ def quantize_checked(fp32: Path, out: Path, meta: dict[str, str], record: dict, 
             )
         proto = onnx.load_model(str(tmp))
         model_info = {**json.loads(meta[PREFIX + "model"]), "precision": "int8"}
-        set_metadata(proto, {**meta, PREFIX + "model": json.dumps(model_info), PREFIX + "quantization": json.dumps(check)})
+        set_metadata(
+            proto, {**meta, PREFIX + "model": json.dumps(model_info), PREFIX + "quantization": json.dumps(check)}
+        )
         save_checked(proto, tmp)
     check.update(path=str(out), bytes=out.stat().st_size, fp32_bytes=Path(fp32).stat().st_size)
     return check

@@ -40,7 +40,9 @@ def read_metadata(path: str | Path, meta: dict[str, str]) -> dict:
     out = {}
     for key in KEYS:
         if PREFIX + key not in meta:
-            raise LeaderError(f"{path}: leader metadata lacks '{key}'; export the model again with `leader export --onnx`")
+            raise LeaderError(
+                f"{path}: leader metadata lacks '{key}'; export the model again with `leader export --onnx`"
+            )
         try:
             out[key] = json.loads(meta[PREFIX + key])
         except json.JSONDecodeError:
@@ -106,7 +108,7 @@ def check_patient(patient) -> str | None:
         return f"a patient must be a JSON object, got {type(patient).__name__}"
     profile = patient.get("profile", {})
     if not isinstance(profile, dict):
-        return "'profile' must be a JSON object (e.g. {\"gender\": \"F\", \"age\": 70})"
+        return '\'profile\' must be a JSON object (e.g. {"gender": "F", "age": 70})'
     visits = patient.get("visits")
     if not isinstance(visits, list):
         return "missing 'visits': give a list of visits, the last being the one to prescribe for"
@@ -149,12 +151,16 @@ class Recommender:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise LeaderError(f"{path} is not a loadable ONNX model ({first[:200]}); pass the .onnx file from `leader export --onnx`") from None
+            raise LeaderError(
+                f"{path} is not a loadable ONNX model ({first[:200]}); pass the .onnx file from `leader export --onnx`"
+            ) from None
         self.path = path
         self.meta = read_metadata(path, self.session.get_modelmeta().custom_metadata_map)
         names = [i.name for i in self.session.get_inputs()]
         if names != list(INPUTS) or [o.name for o in self.session.get_outputs()] != [OUTPUT]:
-            raise LeaderError(f"{path}: inputs {names} are not those of a leader student; export it with `leader export --onnx`")
+            raise LeaderError(
+                f"{path}: inputs {names} are not those of a leader student; export it with `leader export --onnx`"
+            )
         try:
             self.encoder = Encoder.from_dict(self.meta["encoder"])
             self.medications = list(self.encoder.medications)

@@ -194,12 +194,14 @@ STUDENTS = (
 def _student_stages(cfg: DemoConfig, stage, paths: dict) -> None:
     """The three students as one stage. Each trains on one thread (DistillConfig.threads), so on
     a machine with several cores they train side by side in worker processes."""
-    common = dict(
-        data=str(paths["data"]), teacher=str(paths["teacher"]), seed=cfg.seed, progress=False, overwrite=True
-    )
+    common = dict(data=str(paths["data"]), teacher=str(paths["teacher"]), seed=cfg.seed, progress=False, overwrite=True)
     if cfg.quick:
         common.update(epochs=15, patience=4)
-    todo = [dict(out=str(paths[key]), **common, **extra) for key, extra in STUDENTS if not (paths[key] / "run.json").exists()]
+    todo = [
+        dict(out=str(paths[key]), **common, **extra)
+        for key, extra in STUDENTS
+        if not (paths[key] / "run.json").exists()
+    ]
     workers = max(1, min(len(todo), os.cpu_count() or 1))
     done = [paths[key] / "run.json" for key, _ in STUDENTS]
     stage(f"students: no teacher, KD, KD + align ({workers} at a time)", done, lambda: _train_students(todo, workers))

@@ -77,17 +77,25 @@ def resolve(spec: str) -> Backbone:
         return _from_gguf(str(path.resolve()), path, path.stem)
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise LeaderError(f"--base-model {spec}: no config.json in that folder; pass a Hugging Face model folder, a .gguf file or {EMBEDDED}")
+            raise LeaderError(
+                f"--base-model {spec}: no config.json in that folder; pass a Hugging Face model folder, a .gguf file or {EMBEDDED}"
+            )
         if not any(path.glob("*.safetensors")):
-            raise LeaderError(f"--base-model {spec}: no *.safetensors weights in that folder (pickled .bin weights are not loaded); convert them to safetensors")
+            raise LeaderError(
+                f"--base-model {spec}: no *.safetensors weights in that folder (pickled .bin weights are not loaded); convert them to safetensors"
+            )
         return Backbone(str(path.resolve()), path.resolve(), folder_sha256(path), path.name)
-    raise LeaderError(f"--base-model {spec}: no such file or folder; pass a Hugging Face model folder, a .gguf file or {EMBEDDED}")
+    raise LeaderError(
+        f"--base-model {spec}: no such file or folder; pass a Hugging Face model folder, a .gguf file or {EMBEDDED}"
+    )
 
 
 def _from_gguf(spec: str, gguf: Path, name: str) -> Backbone:
     with open(gguf, "rb") as handle:
         if handle.read(4) != GGUF_MAGIC:
-            raise LeaderError(f"--base-model {gguf} is not a GGUF file (it does not start with 'GGUF'); pass a .gguf model, a Hugging Face folder or {EMBEDDED}")
+            raise LeaderError(
+                f"--base-model {gguf} is not a GGUF file (it does not start with 'GGUF'); pass a .gguf model, a Hugging Face folder or {EMBEDDED}"
+            )
     sha = sha256_file(gguf)
     folder = cache_dir() / "gguf" / sha
     if not (folder / "config.json").is_file():
@@ -105,7 +113,9 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
         model = AutoModel.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
     except (ValueError, KeyError, OSError, RuntimeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise LeaderError(f"cannot read {gguf} as a model ({first}); is it a complete GGUF of a supported architecture?") from None
+        raise LeaderError(
+            f"cannot read {gguf} as a model ({first}); is it a complete GGUF of a supported architecture?"
+        ) from None
     # save_pretrained refuses a "gguf-quantized" model; the weights are already dequantised
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
@@ -139,13 +149,19 @@ def load_backbone(backbone: Backbone, quantize: str | None = None, dtype=None, a
     try:
         tokenizer = AutoTokenizer.from_pretrained(backbone.folder, local_files_only=True)
     except (ValueError, OSError) as err:
-        raise LeaderError(f"no usable tokenizer in {backbone.folder} ({_first_line(err)}); the model folder needs tokenizer files") from None
+        raise LeaderError(
+            f"no usable tokenizer in {backbone.folder} ({_first_line(err)}); the model folder needs tokenizer files"
+        ) from None
     try:
         model = AutoModel.from_pretrained(backbone.folder, **kwargs)
     except ImportError as err:
         raise LeaderError(f"--quantize {quantize} needs bitsandbytes: {_first_line(err)}") from None
     except (ValueError, OSError, RuntimeError) as err:
-        hint = f"--quantize {quantize} is not supported here; try without it" if quantize else "is it a complete model folder?"
+        hint = (
+            f"--quantize {quantize} is not supported here; try without it"
+            if quantize
+            else "is it a complete model folder?"
+        )
         raise LeaderError(f"cannot load the model in {backbone.folder} ({_first_line(err)}); {hint}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token

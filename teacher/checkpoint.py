@@ -52,7 +52,9 @@ class LoopState:
     """Why the loop ended: "steps", "early stopping" or "time budget"."""
 
 
-def save_checkpoint(out: Path, state: LoopState, trainable: dict, best: dict | None, optimizer_state: dict, rng) -> None:
+def save_checkpoint(
+    out: Path, state: LoopState, trainable: dict, best: dict | None, optimizer_state: dict, rng
+) -> None:
     """Replace `<out>/checkpoint/` (main process only)."""
     import torch
     from safetensors.torch import save_file
@@ -82,5 +84,7 @@ def load_checkpoint(out: Path):
         optimizer = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
         rng = load_file(folder / "rng.safetensors")["cpu"]
     except (TypeError, OSError, RuntimeError, KeyError, ValueError) as err:
-        raise LeaderError(f"the checkpoint in {folder} is unreadable ({type(err).__name__}); remove it to start over") from None
+        raise LeaderError(
+            f"the checkpoint in {folder} is unreadable ({type(err).__name__}); remove it to start over"
+        ) from None
     return state, trainable, best, optimizer, rng

@@ -12,7 +12,17 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 POOLINGS = ("last", "mean")
 # options that may differ when a run is resumed: they do not change what is computed (the
 # dataset itself is checked by its sha256, whatever path names it)
-RESUMABLE = ("resume", "max_minutes", "progress", "eval_batch_size", "threads", "data", "out", "external_data", "cache_features")
+RESUMABLE = (
+    "resume",
+    "max_minutes",
+    "progress",
+    "eval_batch_size",
+    "threads",
+    "data",
+    "out",
+    "external_data",
+    "cache_features",
+)
 
 
 @dataclass
@@ -152,6 +162,10 @@ def field_docs(cls=TeachConfig) -> dict[str, str]:
     docs = {}
     for node, after in zip(body, body[1:], strict=False):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            if isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
+            if (
+                isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
                 docs[node.target.id] = " ".join(after.value.value.split())
     return docs

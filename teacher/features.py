@@ -103,7 +103,9 @@ def _read(folder: Path, dataset, sha: str, info: dict):
     if index.get("teacher_sha256") != sha:
         raise LeaderError(f"the features in {folder} were made by an earlier version of the teacher; {again}")
     if index.get("target") != info["target"]:
-        raise LeaderError(f"the features in {folder} use --target {index.get('target')}, the teacher {info['target']}; {again}")
+        raise LeaderError(
+            f"the features in {folder} use --target {index.get('target')}, the teacher {info['target']}; {again}"
+        )
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
@@ -115,9 +117,13 @@ def _read(folder: Path, dataset, sha: str, info: dict):
     hidden, logits = tensors.get("hidden"), tensors.get("logits")
     n_meds = len(info["medications"])
     if (
-        not isinstance(ids, list) or hidden is None or logits is None
-        or hidden.dtype != np.float16 or logits.dtype != np.float32
-        or hidden.shape != (len(ids), index.get("hidden_size")) or logits.shape != (len(ids), n_meds)
+        not isinstance(ids, list)
+        or hidden is None
+        or logits is None
+        or hidden.dtype != np.float16
+        or logits.dtype != np.float32
+        or hidden.shape != (len(ids), index.get("hidden_size"))
+        or logits.shape != (len(ids), n_meds)
     ):
         raise LeaderError(f"{folder} holds features of the wrong shape or type; {again}")
     return [str(i) for i in ids], hidden, logits

@@ -50,10 +50,22 @@ def write_teacher(cfg, inner, backbone, dataset, settings, precision, state) -> 
             "threshold": None,
             "pooling": cfg.pooling,
             "hidden_size": int(inner.head.in_features),
-            "lora": {"r": cfg.lora_r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout, "target_modules": list(cfg.target_modules)},
-            "training": {"precision": precision, "steps": state.step, "best_step": state.best_step,
-                         "best_val_pr_auc": state.best_score, "stopped": state.stopped, "tokens": state.tokens,
-                         "seconds": round(state.seconds, 1), "processes": state.world},
+            "lora": {
+                "r": cfg.lora_r,
+                "alpha": cfg.lora_alpha,
+                "dropout": cfg.lora_dropout,
+                "target_modules": list(cfg.target_modules),
+            },
+            "training": {
+                "precision": precision,
+                "steps": state.step,
+                "best_step": state.best_step,
+                "best_val_pr_auc": state.best_score,
+                "stopped": state.stopped,
+                "tokens": state.tokens,
+                "seconds": round(state.seconds, 1),
+                "processes": state.world,
+            },
             "versions": versions(),
         }
         (tmp / "teacher.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
@@ -77,8 +89,17 @@ def score_and_finish(cfg, accelerator, dataset, splits, backbone) -> None:
         logits = {}
         for name in ("val", "test"):
             toks = encode(splits[name], dataset.titles, teacher.settings, teacher.tokenizer)
-            logits[name] = gather_logits(accelerator, teacher.model, toks, teacher.tokenizer.pad_token_id, cfg.eval_batch_size,
-                                         teacher.device, teacher.autocast, desc=f"score {name}", progress=cfg.progress)
+            logits[name] = gather_logits(
+                accelerator,
+                teacher.model,
+                toks,
+                teacher.tokenizer.pad_token_id,
+                cfg.eval_batch_size,
+                teacher.device,
+                teacher.autocast,
+                desc=f"score {name}",
+                progress=cfg.progress,
+            )
     probs = {name: 1.0 / (1.0 + np.exp(-values.astype(np.float64))) for name, values in logits.items()}
     if not accelerator.is_main_process:
         return

@@ -50,17 +50,25 @@ def read_teacher_info(run_dir: str | Path) -> dict:
         raise LeaderError(f"teacher folder not found: {run_dir}; train one with `leader teach`")
     missing = [name for name in FILES if not (run_dir / name).is_file()]
     if missing:
-        raise LeaderError(f"{run_dir} is not a finished teacher run (missing {', '.join(missing)}); train it with `leader teach` or --resume it")
+        raise LeaderError(
+            f"{run_dir} is not a finished teacher run (missing {', '.join(missing)}); train it with `leader teach` or --resume it"
+        )
     info = read_json(run_dir / "teacher.json", "teacher.json")
     if info.get("format") != TEACHER_FORMAT:
-        raise LeaderError(f"{run_dir}/teacher.json has format {info.get('format')}, this leader reads {TEACHER_FORMAT}; train the teacher again")
+        raise LeaderError(
+            f"{run_dir}/teacher.json has format {info.get('format')}, this leader reads {TEACHER_FORMAT}; train the teacher again"
+        )
     return info
 
 
 def teacher_sha256(run_dir: str | Path, info: dict) -> str:
     """One hash over the base model's sha256, the adapter and the head."""
     run_dir = Path(run_dir)
-    parts = [info["base_model"]["sha256"], sha256_file(run_dir / "adapter_model.safetensors"), sha256_file(run_dir / "head.safetensors")]
+    parts = [
+        info["base_model"]["sha256"],
+        sha256_file(run_dir / "adapter_model.safetensors"),
+        sha256_file(run_dir / "head.safetensors"),
+    ]
     return hashlib.sha256(":".join(parts).encode()).hexdigest()
 
 
@@ -109,7 +117,9 @@ def load_teacher(run_dir: str | Path, precision: str = "auto") -> LoadedTeacher:
     head = load_file(run_dir / "head.safetensors")
     expected = {k: tuple(v.shape) for k, v in teacher.head_state().items()}
     if {k: tuple(v.shape) for k, v in head.items()} != expected:
-        raise LeaderError(f"{run_dir}/head.safetensors does not fit the model and labels of teacher.json; train the teacher again")
+        raise LeaderError(
+            f"{run_dir}/head.safetensors does not fit the model and labels of teacher.json; train the teacher again"
+        )
     teacher.load_head_state(head)
     device = torch.device("cuda") if torch.cuda.is_available() and quantize is None else torch.device("cpu")
     teacher.to(device).eval()
@@ -119,8 +129,16 @@ def load_teacher(run_dir: str | Path, precision: str = "auto") -> LoadedTeacher:
 
 
 def forward(
-    model, token_lists: list[list[int]], pad_id: int, batch_size: int, device, autocast=None,
-    rank: int = 0, world: int = 1, progress: bool = False, desc: str = "teacher",
+    model,
+    token_lists: list[list[int]],
+    pad_id: int,
+    batch_size: int,
+    device,
+    autocast=None,
+    rank: int = 0,
+    world: int = 1,
+    progress: bool = False,
+    desc: str = "teacher",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run `model` over prompts in length-sorted batches.
 
@@ -136,11 +154,21 @@ def forward(
     lengths = [len(t) for t in token_lists]
     batches = sorted_batches(lengths, batch_size)[rank::world]
     done, hidden, logits = [], [], []
-    bar = tqdm(total=sum(lengths[i] for b in batches for i in b), desc=desc, unit="tok", unit_scale=True,
-               disable=not progress, file=sys.stderr, leave=False)
+    bar = tqdm(
+        total=sum(lengths[i] for b in batches for i in b),
+        desc=desc,
+        unit="tok",
+        unit_scale=True,
+        disable=not progress,
+        file=sys.stderr,
+        leave=False,
+    )
     was_training = model.training
     model.eval()
-    with torch.inference_mode(), torch.autocast(device_type=device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+    with (
+        torch.inference_mode(),
+        torch.autocast(device_type=device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None),
+    ):
         for batch in batches:
             ids, mask = collate([token_lists[i] for i in batch], pad_id)
             out, pooled = model(ids.to(device), mask.to(device))
@@ -159,14 +187,26 @@ def forward(
     )
 
 
-def gather_logits(accelerator, model, token_lists, pad_id, batch_size, device, autocast, desc="teacher", progress=False):
+def gather_logits(
+    accelerator, model, token_lists, pad_id, batch_size, device, autocast, desc="teacher", progress=False
+):
     """Logits float32 [N, M] of every prompt, computed by all processes of `accelerator` (each
     takes a share of the batches) and gathered on every process, in the prompts' order."""
     import torch
 
     world, rank = accelerator.num_processes, accelerator.process_index
-    idx, _, logits = forward(model, token_lists, pad_id, batch_size, device, autocast, rank, world,
-                         progress and accelerator.is_main_process, desc)
+    idx, _, logits = forward(
+        model,
+        token_lists,
+        pad_id,
+        batch_size,
+        device,
+        autocast,
+        rank,
+        world,
+        progress and accelerator.is_main_process,
+        desc,
+    )
     if world > 1:
         n_max = int(accelerator.gather(torch.tensor([len(idx)], device=device)).max().item())
         pad_idx = torch.full((n_max,), -1, dtype=torch.int64)
@@ -185,8 +225,15 @@ def gather_logits(accelerator, model, token_lists, pad_id, batch_size, device, a
 def run_teacher(teacher: LoadedTeacher, samples, titles: dict, batch_size: int = 16, progress: bool = False):
     """(pooled hidden float32 [N, H], logits float32 [N, M]) of `samples`, in their order."""
     tokens = encode(samples, titles, teacher.settings, teacher.tokenizer)
-    idx, hidden, logits = forward(teacher.model, tokens, teacher.tokenizer.pad_token_id, batch_size, teacher.device,
-                                  teacher.autocast, progress=progress)
+    idx, hidden, logits = forward(
+        teacher.model,
+        tokens,
+        teacher.tokenizer.pad_token_id,
+        batch_size,
+        teacher.device,
+        teacher.autocast,
+        progress=progress,
+    )
     order = np.argsort(idx)
     return hidden[order], logits[order]
 
@@ -200,4 +247,3 @@ def predict_probs(run_dir: Path, samples: list, dataset) -> np.ndarray:
     teacher = load_teacher(run_dir)
     _, logits = run_teacher(teacher, samples, dataset.titles, progress=sys.stderr.isatty())
     return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
-

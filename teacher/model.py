@@ -29,7 +29,6 @@ from .config import POOLINGS
 POOL_BATCHES = 64  # batches per length-sorting pool: large enough to pad little, small enough to stay random
 
 
-
 class TeacherModel(nn.Module):
     """Backbone (a peft model, or a plain AutoModel at inference) plus the medication head.
 
@@ -83,7 +82,9 @@ class TeacherModel(nn.Module):
             self.scale.copy_(tensors["scale"])
 
 
-def calibrate_head(model: TeacherModel, pooled: torch.Tensor, labels: torch.Tensor, l2: float = 1e-3, iterations: int = 200) -> float:
+def calibrate_head(
+    model: TeacherModel, pooled: torch.Tensor, labels: torch.Tensor, l2: float = 1e-3, iterations: int = 200
+) -> float:
     """Set the head's input statistics from `pooled` [N, H] (states of training samples) and fit
     the head to `labels` [N, M] on them (full-batch Adam with an L2 penalty: a linear probe), so
     training starts from what the untuned model already knows. Returns the probe's final loss.
@@ -116,7 +117,9 @@ def add_lora(backbone: nn.Module, r: int, alpha: int, dropout: float, target_mod
     present = {name.rsplit(".", 1)[-1] for name, _ in backbone.named_modules()}
     missing = [m for m in target_modules if m not in present]
     if missing:
-        raise LeaderError(f"--target-modules {', '.join(missing)} not found in the model; it has e.g. {', '.join(sorted(present)[:8])}")
+        raise LeaderError(
+            f"--target-modules {', '.join(missing)} not found in the model; it has e.g. {', '.join(sorted(present)[:8])}"
+        )
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules), bias="none")
     model = get_peft_model(backbone, config)
     for module in model.modules():

@@ -165,7 +165,8 @@ def _shorten_note(head, history, current_line, note, budget: int, counter) -> li
         if cap <= 0:
             return []
         shorter = [
-            (name, text if n <= cap else counter.cut(text, cap) + ELLIPSIS) for (name, text), n in zip(note, lengths, strict=True)
+            (name, text if n <= cap else counter.cut(text, cap) + ELLIPSIS)
+            for (name, text), n in zip(note, lengths, strict=True)
         ]
         over = counter.count(_assemble(head, history, current_line, shorter)) - budget
         if over <= 0:

@@ -153,14 +153,19 @@ def run(cfg: TeachConfig) -> Path:
     head_params = list(model.head.parameters())
     lora_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
     optimizer = torch.optim.AdamW(
-        [{"params": lora_params, "lr": cfg.lr}, {"params": head_params, "lr": cfg.head_lr}], weight_decay=cfg.weight_decay
+        [{"params": lora_params, "lr": cfg.lr}, {"params": head_params, "lr": cfg.head_lr}],
+        weight_decay=cfg.weight_decay,
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     inner = accelerator.unwrap_model(model)
     n_batches = math.ceil(len(tokens["train"]) / cfg.batch_size)
     planned = cfg.max_steps or max(1, math.ceil(cfg.epochs * n_batches / (world * cfg.grad_accum)))
-    state = LoopState(total_steps=planned, eval_every=cfg.eval_every or max(1, planned // EVALS_PER_RUN), world=world,
-                      dataset_sha256=dataset.sha256)
+    state = LoopState(
+        total_steps=planned,
+        eval_every=cfg.eval_every or max(1, planned // EVALS_PER_RUN),
+        world=world,
+        dataset_sha256=dataset.sha256,
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, state.total_steps, int(cfg.warmup * state.total_steps))
     )
@@ -175,7 +180,9 @@ def run(cfg: TeachConfig) -> Path:
         best = _restore(cfg, accelerator, inner, optimizer, scheduler, state) if cfg.resume else None
         if state.step == 0 and cfg.calibration_samples:
             _calibrate(cfg, accelerator, inner, tokens["train"], labels["train"], tokenizer.pad_token_id, state)
-        loop = _Loop(cfg, accelerator, model, inner, optimizer, scheduler, state, tokens, labels, tokenizer.pad_token_id, best)
+        loop = _Loop(
+            cfg, accelerator, model, inner, optimizer, scheduler, state, tokens, labels, tokenizer.pad_token_id, best
+        )
         loop.train()
     except BaseException:
         if main and created and not (cfg.out / CHECKPOINT).exists():
@@ -236,15 +243,31 @@ def _calibrate(cfg, accelerator, inner, tokens, labels, pad_id: int, state: Loop
     start = time.perf_counter()
     chosen = _seeded_subset(len(tokens), cfg.calibration_samples, cfg.seed)
     autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision)
-    order, pooled, _ = forward(inner, [tokens[i] for i in chosen], pad_id, cfg.eval_batch_size, accelerator.device,
-                               autocast, progress=cfg.progress and accelerator.is_main_process, desc="calibrate head")
+    order, pooled, _ = forward(
+        inner,
+        [tokens[i] for i in chosen],
+        pad_id,
+        cfg.eval_batch_size,
+        accelerator.device,
+        autocast,
+        progress=cfg.progress and accelerator.is_main_process,
+        desc="calibrate head",
+    )
     rows = np.asarray(chosen)[order]
     probe_loss = calibrate_head(inner, torch.from_numpy(pooled), torch.from_numpy(labels[rows]))
     seconds = time.perf_counter() - start
     state.seconds += seconds
     if accelerator.is_main_process:
-        _append_log(cfg.out, {"step": 0, "event": "head calibration", "samples": len(chosen), "probe_loss": probe_loss,
-                              "elapsed_s": round(state.seconds, 1)})
+        _append_log(
+            cfg.out,
+            {
+                "step": 0,
+                "event": "head calibration",
+                "samples": len(chosen),
+                "probe_loss": probe_loss,
+                "elapsed_s": round(state.seconds, 1),
+            },
+        )
 
 
 def _append_log(out: Path, record: dict) -> None:
@@ -277,6 +300,7 @@ def _restore(cfg, accelerator, inner, optimizer, scheduler, state: LoopState) ->
 
 class _Loop:
     """The training loop's moving parts (kept together so `run` reads top to bottom)."""
+
     def __init__(self, cfg, accelerator, model, inner, optimizer, scheduler, state, tokens, labels, pad_id, best):
         self.cfg, self.acc, self.model, self.inner = cfg, accelerator, model, inner
         self.optimizer, self.scheduler, self.state = optimizer, scheduler, state
@@ -290,7 +314,10 @@ class _Loop:
         """Global batch number `index` of the endless, epoch-by-epoch batch order."""
         epoch, pos = divmod(index, self.n_batches)
         if epoch != self._epoch:
-            self._epoch, self._batches = epoch, length_batches(self.lengths, self.cfg.batch_size, self.cfg.seed * 100003 + epoch)
+            self._epoch, self._batches = (
+                epoch,
+                length_batches(self.lengths, self.cfg.batch_size, self.cfg.seed * 100003 + epoch),
+            )
         return self._batches[pos]
 
     def train(self) -> None:
@@ -299,8 +326,14 @@ class _Loop:
             return
         world, rank = acc.num_processes, acc.process_index
         params = [p for p in self.model.parameters() if p.requires_grad]
-        bar = tqdm(total=state.total_steps, initial=state.step, desc="teach", file=sys.stderr,
-                   disable=not (cfg.progress and acc.is_main_process), dynamic_ncols=True)
+        bar = tqdm(
+            total=state.total_steps,
+            initial=state.step,
+            desc="teach",
+            file=sys.stderr,
+            disable=not (cfg.progress and acc.is_main_process),
+            dynamic_ncols=True,
+        )
         loss_sum, loss_n, tokens_window, window_start = 0.0, 0, 0, time.perf_counter()
         session_start, session_steps, calib_start, calib_tokens = time.perf_counter(), 0, 0.0, 0
         seconds_before = state.seconds
@@ -340,8 +373,15 @@ class _Loop:
             if state.step % LOG_EVERY == 0 or evaluate:
                 mean_loss = torch.tensor([loss_sum / max(loss_n, 1)], device=acc.device)
                 mean_loss = acc.reduce(mean_loss, "mean") if world > 1 else mean_loss
-                self._log({"step": state.step, "lr": self.scheduler.get_last_lr()[0], "train_loss": float(mean_loss.item()),
-                           "tokens_per_s": rate, "elapsed_s": round(state.seconds, 1)})
+                self._log(
+                    {
+                        "step": state.step,
+                        "lr": self.scheduler.get_last_lr()[0],
+                        "train_loss": float(mean_loss.item()),
+                        "tokens_per_s": rate,
+                        "elapsed_s": round(state.seconds, 1),
+                    }
+                )
                 loss_sum, loss_n, tokens_window, window_start = 0.0, 0, 0, time.perf_counter()
             if evaluate:
                 started = time.perf_counter()
@@ -403,21 +443,41 @@ class _Loop:
         if not self.cfg.eval_every:
             state.eval_every = max(1, state.total_steps // EVALS_PER_RUN)
         state.planned = True
-        self._log({"step": state.step, "event": "time budget", "seconds_per_step": seconds_per_step, "total_steps": state.total_steps})
+        self._log(
+            {
+                "step": state.step,
+                "event": "time budget",
+                "seconds_per_step": seconds_per_step,
+                "total_steps": state.total_steps,
+            }
+        )
 
     def _evaluate(self) -> None:
         state = self.state
         autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.acc.mixed_precision)
-        logits = gather_logits(self.acc, self.inner, self.tokens["val"], self.pad_id, self.cfg.eval_batch_size,
-                               self.acc.device, autocast, desc="validate", progress=self.cfg.progress)
+        logits = gather_logits(
+            self.acc,
+            self.inner,
+            self.tokens["val"],
+            self.pad_id,
+            self.cfg.eval_batch_size,
+            self.acc.device,
+            autocast,
+            desc="validate",
+            progress=self.cfg.progress,
+        )
         probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
         y = self.labels["val"]
         score = pr_auc_samples(y, probs) or 0.0
         threshold = tune_threshold(y, probs)
         record = {
-            "step": state.step, "split": "val", "val_pr_auc": score,
-            "val_jaccard": jaccard_samples(y, probs >= threshold), "threshold": threshold,
-            "val_loss": float(np.mean(np.logaddexp(0, logits) - y * logits)), "elapsed_s": round(state.seconds, 1),
+            "step": state.step,
+            "split": "val",
+            "val_pr_auc": score,
+            "val_jaccard": jaccard_samples(y, probs >= threshold),
+            "threshold": threshold,
+            "val_loss": float(np.mean(np.logaddexp(0, logits) - y * logits)),
+            "elapsed_s": round(state.seconds, 1),
         }
         if score > state.best_score:
             state.best_score, state.best_step, state.evals_since_best = score, state.step, 0
@@ -433,7 +493,9 @@ class _Loop:
             rng = self.acc.gather(rng.to(self.acc.device)).cpu()
         self.state.scheduler = self.scheduler.state_dict()
         if self.acc.is_main_process:
-            save_checkpoint(self.cfg.out, self.state, trainable_state(self.inner), self.best, self.optimizer.state_dict(), rng)
+            save_checkpoint(
+                self.cfg.out, self.state, trainable_state(self.inner), self.best, self.optimizer.state_dict(), rng
+            )
         self.acc.wait_for_everyone()
 
     def _log(self, record: dict) -> None:

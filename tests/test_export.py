@@ -30,8 +30,23 @@ def chain(tmp_path_factory, rule_dataset_path):
     `leader export --onnx --int8 --force`; built once per session whichever module asks first."""
     if not _CHAIN:
         student = tmp_path_factory.mktemp("student") / "student"
-        argv = ["distill", "--data", str(rule_dataset_path), "--out", str(student), "--no-teacher", "--epochs", "30",
-                "--dim", "16", "--hidden", "32", "--heads", "2", "--no-progress"]
+        argv = [
+            "distill",
+            "--data",
+            str(rule_dataset_path),
+            "--out",
+            str(student),
+            "--no-teacher",
+            "--epochs",
+            "30",
+            "--dim",
+            "16",
+            "--hidden",
+            "32",
+            "--heads",
+            "2",
+            "--no-progress",
+        ]
         assert main(argv) == 0
         path = tmp_path_factory.mktemp("onnx") / "model.onnx"
         assert main(["export", "--onnx", "--student", str(student), "--out", str(path), "--int8", "--force"]) == 0
@@ -71,7 +86,9 @@ def test_parity_with_torch_on_shapes_unlike_the_example(exported, student_dir):
 
     model, encoder, _ = load_student(student_dir)
     cases = parity_cases(encoder)
-    shapes = [(a["visit_mask"].shape, tuple(a[k].shape[2] for k in ("diagnoses", "procedures", "medications"))) for a in cases]
+    shapes = [
+        (a["visit_mask"].shape, tuple(a[k].shape[2] for k in ("diagnoses", "procedures", "medications"))) for a in cases
+    ]
     assert {s[0][0] for s in shapes} == {1, 7, 256} and {1, 40} <= {s[0][1] for s in shapes}
     assert {1, 50} <= {w for s in shapes for w in s[1]}
     real = cases[1]["visit_mask"] > 0
@@ -104,7 +121,9 @@ def test_metadata_describes_the_model_and_no_patient(exported, student_dir, rule
 def test_int8_twin_is_smaller_close_and_says_how_it_was_checked(exported):
     fp32, int8 = Recommender(exported), Recommender(exported.with_name("model.int8.onnx"))
     q = int8.meta["quantization"]
-    assert q["val_samples"] > 0 and q["jaccard_drop"] == pytest.approx(q["val_jaccard_fp32"] - q["val_jaccard_int8"], abs=1e-5)
+    assert q["val_samples"] > 0 and q["jaccard_drop"] == pytest.approx(
+        q["val_jaccard_fp32"] - q["val_jaccard_int8"], abs=1e-5
+    )
     assert int8.meta["model"]["precision"] == "int8" and int8.meta["encoder"] == fp32.meta["encoder"]
     assert exported.with_name("model.int8.onnx").stat().st_size < exported.stat().st_size
     patients = rule_patients(20, seed=5)

@@ -134,7 +134,11 @@ def test_bad_model_files_are_clear_errors(exported, tmp_path):
         Recommender(text)
     with pytest.raises(LeaderError, match="model file not found"):
         Recommender(tmp_path / "missing.onnx")
-    plain = with_meta(exported, tmp_path / "plain.onnx", drop=[p.key[len(PREFIX):] for p in onnx.load(str(exported)).metadata_props if p.key.startswith(PREFIX)])
+    plain = with_meta(
+        exported,
+        tmp_path / "plain.onnx",
+        drop=[p.key[len(PREFIX) :] for p in onnx.load(str(exported)).metadata_props if p.key.startswith(PREFIX)],
+    )
     with pytest.raises(LeaderError, match="without leader metadata"):
         Recommender(plain)
     with pytest.raises(LeaderError, match="upgrade leader"):
@@ -143,10 +147,14 @@ def test_bad_model_files_are_clear_errors(exported, tmp_path):
         Recommender(with_meta(exported, tmp_path / "nothr.onnx", drop=["thresholds"]))
     with pytest.raises(LeaderError, match="inconsistent"):  # 2 thresholds for 6 medications
         Recommender(with_meta(exported, tmp_path / "thr.onnx", thresholds=[0.5, 0.5]))
-    other = onnx.helper.make_model(onnx.helper.make_graph(
-        [onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
-        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
-        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])]))
+    other = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            [onnx.helper.make_node("Identity", ["x"], ["y"])],
+            "g",
+            [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+            [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+        )
+    )
     onnx.save(other, str(tmp_path / "other.onnx"))
     with pytest.raises(LeaderError, match="without leader metadata"):
         Recommender(tmp_path / "other.onnx")
@@ -157,11 +165,21 @@ def test_bad_model_files_are_clear_errors(exported, tmp_path):
 def test_bad_patients_get_an_error_each_and_the_rest_is_served(exported):
     rec = Recommender(exported)
     good = rule_patients(2, seed=1)
-    no_history_meds = {"profile": {}, "visits": [{"diagnoses": ["ICD9:4019"], "procedures": []},
-                                                  {"diagnoses": ["ICD9:486"], "procedures": []}]}
-    batch = [good[0], {"visits": []}, {"visits": [{"diagnoses": [], "procedures": []}]}, "a string",
-             {"profile": {}}, {"visits": [{"diagnoses": "ICD9:4019"}]}, {"profile": [], "visits": []},
-             no_history_meds, good[1]]
+    no_history_meds = {
+        "profile": {},
+        "visits": [{"diagnoses": ["ICD9:4019"], "procedures": []}, {"diagnoses": ["ICD9:486"], "procedures": []}],
+    }
+    batch = [
+        good[0],
+        {"visits": []},
+        {"visits": [{"diagnoses": [], "procedures": []}]},
+        "a string",
+        {"profile": {}},
+        {"visits": [{"diagnoses": "ICD9:4019"}]},
+        {"profile": [], "visits": []},
+        no_history_meds,
+        good[1],
+    ]
     out = rec.recommend(batch)
     errors = [r.error for r in out]
     assert errors[0] is None and errors[-1] is None

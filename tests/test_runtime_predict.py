@@ -33,7 +33,19 @@ def test_predict_streams_every_patient_in_batches(exported, tmp_path):
     source = tmp_path / "patients.jsonl"
     source.write_text("".join(json.dumps(p) + "\n" for p in patients))
     out = tmp_path / "recs.jsonl"
-    argv = ["predict", "--model", str(exported), "--input", str(source), "--out", str(out), "--top-k", "3", "--batch", "7"]
+    argv = [
+        "predict",
+        "--model",
+        str(exported),
+        "--input",
+        str(source),
+        "--out",
+        str(out),
+        "--top-k",
+        "3",
+        "--batch",
+        "7",
+    ]
     assert main(argv) == 0
     recs = _lines(out)
     assert [r["line"] for r in recs] == list(range(1, 31))
@@ -50,8 +62,10 @@ def test_predict_reports_bad_lines_serves_the_rest_and_exits_2(exported, tmp_pat
     good = [json.dumps(p) for p in rule_patients(2, seed=8)]
     empty_visit = json.dumps({"profile": {}, "visits": [{"diagnoses": [], "procedures": [], "medications": []}]})
     source = tmp_path / "patients.jsonl"
-    source.write_bytes("\n".join([good[0], "{not json", "", '{"profile": {}, "visits": []}', empty_visit, good[1]]).encode()
-                       + b"\n\xff\xfe broken\n")
+    source.write_bytes(
+        "\n".join([good[0], "{not json", "", '{"profile": {}, "visits": []}', empty_visit, good[1]]).encode()
+        + b"\n\xff\xfe broken\n"
+    )
     out = tmp_path / "recs.jsonl"
     assert main(["predict", "--model", str(exported), "--input", str(source), "--out", str(out)]) == 2
     err = capsys.readouterr().err
@@ -86,7 +100,19 @@ def test_predict_bad_arguments(exported, tmp_path, capsys):
 
 def test_bench_measures_every_engine_and_a_torch_free_process(exported, student_dir, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    argv = ["bench", "--model", str(exported), "--student", str(student_dir), "--out", str(out), "--samples", "64", "--calls", "50"]
+    argv = [
+        "bench",
+        "--model",
+        str(exported),
+        "--student",
+        str(student_dir),
+        "--out",
+        str(out),
+        "--samples",
+        "64",
+        "--calls",
+        "50",
+    ]
     assert main(argv) == 0
     report = json.loads(out.read_text())
     assert set(report["engines"]) == {"onnx_fp32", "onnx_int8", "torch"}
@@ -110,13 +136,47 @@ def test_bench_times_the_teacher_per_visit(exported, student_dir, rule_dataset_p
 
     backbone = make_tiny_backbone(tmp_path / "llama", tiny_texts([load_dataset(rule_dataset_path)]))
     teacher = tmp_path / "teacher"
-    assert main(["teach", "--data", str(rule_dataset_path), "--out", str(teacher), "--base-model", str(backbone),
-                 "--max-steps", "1", "--batch-size", "4", "--precision", "fp32", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "teach",
+                "--data",
+                str(rule_dataset_path),
+                "--out",
+                str(teacher),
+                "--base-model",
+                str(backbone),
+                "--max-steps",
+                "1",
+                "--batch-size",
+                "4",
+                "--precision",
+                "fp32",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "bench.json"
-    argv = ["bench", "--model", str(exported), "--student", str(student_dir), "--teacher", str(teacher),
-            "--out", str(out), "--samples", "16", "--calls", "20"]
+    argv = [
+        "bench",
+        "--model",
+        str(exported),
+        "--student",
+        str(student_dir),
+        "--teacher",
+        str(teacher),
+        "--out",
+        str(out),
+        "--samples",
+        "16",
+        "--calls",
+        "20",
+    ]
     assert main(argv) == 0
     t = json.loads(out.read_text())["teacher"]
     assert t["visits"] > 0 and t["per_visit_ms"] > 0 and t["batched_per_visit_ms"] > 0
-    assert t["teacher_student_ratio"] == pytest.approx(t["per_visit_ms"] / json.loads(out.read_text())["engines"]["onnx_fp32"]["batch1_p50_ms"])
+    assert t["teacher_student_ratio"] == pytest.approx(
+        t["per_visit_ms"] / json.loads(out.read_text())["engines"]["onnx_fp32"]["batch1_p50_ms"]
+    )
     assert "ms per visit at batch 1" in capsys.readouterr().out

@@ -40,7 +40,9 @@ def test_a_few_steps_lower_the_loss(smollm2, hand_dataset):
 
     torch.manual_seed(0)
     base, tokenizer = load_backbone(smollm2, dtype=torch.bfloat16)
-    model = TeacherModel(add_lora(base, 8, 32, 0.0, ["q_proj", "v_proj", "up_proj", "down_proj"]), len(hand_dataset.medications))
+    model = TeacherModel(
+        add_lora(base, 8, 32, 0.0, ["q_proj", "v_proj", "up_proj", "down_proj"]), len(hand_dataset.medications)
+    )
     samples = make_samples(hand_dataset)
     ids, mask = collate(encode(samples, hand_dataset.titles, PromptSettings(), tokenizer), tokenizer.pad_token_id)
     y = torch.from_numpy(labels_matrix(samples, hand_dataset.medications))
@@ -63,8 +65,18 @@ def test_teach_and_features_on_smollm2(smollm2, hand_dataset, tmp_path):
     from leader.teacher.features import ensure_features, load_features
 
     out = tmp_path / "teacher"
-    args = ["teach", "--data", str(hand_dataset.path), "--out", str(out), "--max-steps", "2", "--batch-size", "4",
-            "--no-progress"]
+    args = [
+        "teach",
+        "--data",
+        str(hand_dataset.path),
+        "--out",
+        str(out),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--no-progress",
+    ]
     assert main(args) == 0
     info = json.loads((out / "teacher.json").read_text())
     assert info["base_model"] == {"spec": "smollm2-135m", "name": "SmolLM2-135M-Instruct", "sha256": smollm2.sha256}

@@ -18,8 +18,16 @@ from leader.errors import LeaderError
 from leader.samples import split_samples
 
 FINAL_FILES = {
-    "adapter_config.json", "adapter_model.safetensors", "head.safetensors", "teacher.json",
-    "config.json", "metrics.json", "metrics.jsonl", "run.json", "checkpoint", "features",
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "head.safetensors",
+    "teacher.json",
+    "config.json",
+    "metrics.json",
+    "metrics.jsonl",
+    "run.json",
+    "checkpoint",
+    "features",
 }
 CHECKPOINT_FILES = {"trainable.safetensors", "best.safetensors", "optimizer.pt", "rng.safetensors", "state.json"}
 
@@ -33,8 +41,25 @@ def tiny_model(tmp_path_factory, rule_dataset_path):
 
 
 def teach_args(data, out, model, *extra) -> list[str]:
-    return ["teach", "--data", str(data), "--out", str(out), "--base-model", str(model), "--max-steps", "4",
-            "--eval-every", "2", "--batch-size", "4", "--precision", "fp32", "--no-progress", *extra]
+    return [
+        "teach",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--base-model",
+        str(model),
+        "--max-steps",
+        "4",
+        "--eval-every",
+        "2",
+        "--batch-size",
+        "4",
+        "--precision",
+        "fp32",
+        "--no-progress",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +90,21 @@ def test_teach_writes_a_self_describing_folder(teacher_dir, rule_dataset_path, t
     assert info["training"]["steps"] == 4 and info["training"]["stopped"] == "steps"
     assert "torch" in info["versions"] and "peft" in info["versions"]
     adapter = json.loads((teacher_dir / "adapter_config.json").read_text())
-    assert adapter["r"] == 8 and set(adapter["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert adapter["r"] == 8 and set(adapter["target_modules"]) == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
     head = read_tensors(teacher_dir / "head.safetensors")
     assert {k: v.shape for k, v in head.items()} == {
-        "weight": (len(dataset.medications), 16), "bias": (len(dataset.medications),), "center": (16,), "scale": (16,)
+        "weight": (len(dataset.medications), 16),
+        "bias": (len(dataset.medications),),
+        "center": (16,),
+        "scale": (16,),
     }
     assert info["pooling"] == "last"
     metrics = json.loads((teacher_dir / "metrics.json").read_text())
@@ -101,8 +137,16 @@ def test_resume_replays_the_interrupted_run_exactly(teacher_dir, rule_dataset_pa
 
     monkeypatch.setattr(train, "save_checkpoint", crash_after_step_2)
     out = tmp_path / "resumed"
-    cfg = TeachConfig(data=rule_dataset_path, out=out, base_model=str(tiny_model), max_steps=4, eval_every=2,
-                      batch_size=4, precision="fp32", progress=False)
+    cfg = TeachConfig(
+        data=rule_dataset_path,
+        out=out,
+        base_model=str(tiny_model),
+        max_steps=4,
+        eval_every=2,
+        batch_size=4,
+        precision="fp32",
+        progress=False,
+    )
     with pytest.raises(RuntimeError, match="simulated crash"):
         train.run(cfg)
     assert not (out / "run.json").exists() and json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 2
@@ -115,8 +159,13 @@ def test_resume_replays_the_interrupted_run_exactly(teacher_dir, rule_dataset_pa
         for key in ours:
             np.testing.assert_array_equal(ours[key], straight[key], err_msg=key)
     drop = ("elapsed_s", "tokens_per_s")
-    logs = [[{k: v for k, v in json.loads(line).items() if k not in drop} for line in (d / "metrics.jsonl").read_text().splitlines()]
-            for d in (out, teacher_dir)]
+    logs = [
+        [
+            {k: v for k, v in json.loads(line).items() if k not in drop}
+            for line in (d / "metrics.jsonl").read_text().splitlines()
+        ]
+        for d in (out, teacher_dir)
+    ]
     assert logs[0] == logs[1]
     # a finished run resumed again does nothing
     assert main(teach_args(rule_dataset_path, out, tiny_model, "--resume")) == 0
@@ -134,8 +183,16 @@ def test_the_time_budget_shrinks_the_schedule(rule_dataset_path, tiny_model, tmp
     clock = iter(0.2 * k for k in range(10**7))
     monkeypatch.setattr(train, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
     out = tmp_path / "budget"
-    cfg = TeachConfig(data=rule_dataset_path, out=out, base_model=str(tiny_model), epochs=100, batch_size=4,
-                      precision="fp32", max_minutes=0.5, progress=False)
+    cfg = TeachConfig(
+        data=rule_dataset_path,
+        out=out,
+        base_model=str(tiny_model),
+        epochs=100,
+        batch_size=4,
+        precision="fp32",
+        max_minutes=0.5,
+        progress=False,
+    )
     train.run(cfg)
     log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     [event] = [r for r in log if r.get("event") == "time budget"]
@@ -202,7 +259,10 @@ def test_features_are_cached_and_match_predictions(teacher_dir, rule_dataset_pat
     from leader.teacher.infer import predict_probs
 
     dataset = load_dataset(rule_dataset_path)
-    assert main(["teach", "features", "--teacher", str(teacher_dir), "--data", str(rule_dataset_path), "--no-progress"]) == 0
+    assert (
+        main(["teach", "features", "--teacher", str(teacher_dir), "--data", str(rule_dataset_path), "--no-progress"])
+        == 0
+    )
     folder = Path(capsys.readouterr().out.strip())
     assert folder == teacher_dir / "features" / dataset.sha256[:16]
     assert {p.name for p in folder.iterdir()} == {"features.safetensors", "index.json"}
@@ -236,8 +296,22 @@ def test_features_are_cached_and_match_predictions(teacher_dir, rule_dataset_pat
 
 def test_evaluate_cli_on_the_teacher(teacher_dir, rule_dataset_path, tmp_path):
     out = tmp_path / "eval.json"
-    assert main(["evaluate", "--teacher", str(teacher_dir), "--data", str(rule_dataset_path), "--split", "test",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--teacher",
+                str(teacher_dir),
+                "--data",
+                str(rule_dataset_path),
+                "--split",
+                "test",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     stored = json.loads((teacher_dir / "metrics.json").read_text())["test"]
     for group in ("overall", "single", "multi"):
@@ -310,9 +384,25 @@ def test_teacher_refuses_a_dataset_with_other_labels(teacher_dir, tmp_path, caps
 
 def launch(flags: list[str], args: list[str]) -> None:
     launcher = Path(sys.executable).with_name("accelerate")
-    command = [str(launcher), "launch", *flags, "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-               "--dynamo_backend", "no", "-m", "leader", *args]
-    done = subprocess.run(command, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600)
+    command = [
+        str(launcher),
+        "launch",
+        *flags,
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "leader",
+        *args,
+    ]
+    done = subprocess.run(
+        command, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
 

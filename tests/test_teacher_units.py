@@ -42,8 +42,13 @@ def test_collate_pads_on_the_right():
 
 
 def test_config_errors_name_the_flag(tmp_path):
-    for field, value, flag in (("lr", -1.0, "--lr"), ("precision", "fp8", "--precision"), ("quantize", "2bit", "--quantize"),
-                               ("warmup", 1.5, "--warmup"), ("max_tokens", 4, "--max-tokens")):
+    for field, value, flag in (
+        ("lr", -1.0, "--lr"),
+        ("precision", "fp8", "--precision"),
+        ("quantize", "2bit", "--quantize"),
+        ("warmup", 1.5, "--warmup"),
+        ("max_tokens", 4, "--max-tokens"),
+    ):
         with pytest.raises(LeaderError, match=flag):
             TeachConfig(data=tmp_path, out=tmp_path / "o", **{field: value})
 
@@ -91,8 +96,14 @@ def test_fast_dropout_replaces_peft_dropout_and_follows_the_seed():
 
     from leader.teacher.model import FastDropout, add_lora
 
-    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
     model = add_lora(LlamaModel(config), 4, 8, 0.25, ("q_proj", "down_proj")).train()
     dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout) and m.p == 0.25]
     assert dropouts and all(type(m) is FastDropout for m in dropouts)
@@ -131,8 +142,14 @@ def test_pooling_ignores_right_padding(pooling):
     from leader.teacher.model import TeacherModel, collate
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
     model = TeacherModel(LlamaModel(config), 5, pooling).eval()
     short, long = [5, 6, 7], [8, 9, 10, 11, 12, 13]
     with torch.no_grad():
@@ -156,8 +173,14 @@ def test_calibrate_head_standardises_and_fits_a_probe():
     from leader.teacher.model import TeacherModel, calibrate_head
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=64, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
     model = TeacherModel(LlamaModel(config), 2)
     # a huge constant dimension (as an LLM's massive activations) next to an informative one
     pooled = torch.randn(400, 8)

@@ -11,5 +11,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="Prepare datasets: MIMIC-III, MIMIC-IV, a cohort JSONL, or a synthetic cohort.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Prepare datasets: MIMIC-III, MIMIC-IV, a cohort JSONL, or a synthetic cohort.", no_args_is_help=True
+)
 app.add_typer(data_app, name="data")

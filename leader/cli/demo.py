@@ -32,7 +32,9 @@ def demo(
     out: Path = typer.Option(Path("runs/demo"), help="Folder for every stage's output; finished stages are skipped."),
     quick: bool = typer.Option(False, help="Tiny random teacher and 300 patients: the whole chain in a few minutes."),
     patients: int = typer.Option(None, help="Synthetic patients (default 2000; 300 with --quick)."),
-    teacher_minutes: float = typer.Option(8.0, help="Training budget of the SmolLM2 teacher, in minutes (its feature pass comes on top)."),
+    teacher_minutes: float = typer.Option(
+        8.0, help="Training budget of the SmolLM2 teacher, in minutes (its feature pass comes on top)."
+    ),
     seed: int = typer.Option(0, help="Seed of the cohort, the split and the models."),
     progress: bool = typer.Option(False, help="Also show each stage's own progress bars."),
 ):

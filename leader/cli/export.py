@@ -23,9 +23,15 @@ def export(
     student: Annotated[Path, typer.Option(help="Student folder (from `leader distill --out DIR`).")],
     out: Annotated[Path, typer.Option(help="The .onnx file to write; --int8 adds NAME.int8.onnx beside it.")],
     onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX (the one format; the flag says so).")] = True,
-    int8: Annotated[bool, typer.Option("--int8", help="Also write an int8 (dynamic quantization) twin, checked on validation.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Keep the int8 file even if it loses > 0.01 validation Jaccard.")] = False,
-    data: Annotated[Path | None, typer.Option(help="The student's prepared dataset (default: the path in its run.json).")] = None,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Also write an int8 (dynamic quantization) twin, checked on validation.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Keep the int8 file even if it loses > 0.01 validation Jaccard.")
+    ] = False,
+    data: Annotated[
+        Path | None, typer.Option(help="The student's prepared dataset (default: the path in its run.json).")
+    ] = None,
     opset: Annotated[int | None, typer.Option(help="ONNX opset (default: the exporter's).")] = None,
 ) -> None:
     """Export a student as one self-describing ONNX file (vocabularies, thresholds, DDI pairs inside)."""
@@ -33,12 +39,16 @@ def export(
 
     del onnx  # ONNX is the one format; the flag only keeps the command line explicit
     summary = run(ExportConfig(student=student, out=out, int8=int8, force=force, data=data, opset=opset))
-    typer.echo(f"wrote {out} ({summary['bytes'] / 1e6:.2f} MB; |onnx - torch| <= {summary['parity_max_abs_error']:.1e})")
+    typer.echo(
+        f"wrote {out} ({summary['bytes'] / 1e6:.2f} MB; |onnx - torch| <= {summary['parity_max_abs_error']:.1e})"
+    )
     if "int8" in summary:
         q = summary["int8"]
-        typer.echo(f"wrote {q['path']} ({q['bytes'] / 1e6:.2f} MB, {q['bytes'] / q['fp32_bytes']:.2f}x fp32); validation "
-                   f"Jaccard {q['val_jaccard_fp32']:.4f} -> {q['val_jaccard_int8']:.4f} (drop {q['jaccard_drop']:.4f})"
-                   + (" [kept with --force]" if q["forced"] else ""))
+        typer.echo(
+            f"wrote {q['path']} ({q['bytes'] / 1e6:.2f} MB, {q['bytes'] / q['fp32_bytes']:.2f}x fp32); validation "
+            f"Jaccard {q['val_jaccard_fp32']:.4f} -> {q['val_jaccard_int8']:.4f} (drop {q['jaccard_drop']:.4f})"
+            + (" [kept with --force]" if q["forced"] else "")
+        )
     typer.echo(f"wrote {summary['card']} (model card)")
 
 
@@ -63,8 +73,11 @@ def predict(
 
     counts = run(PredictConfig(model=model, input=input_, out=out, top_k=top_k, batch=batch, threads=threads))
     where = f" to {out}" if out else ""
-    print(f"served {counts['served']} of {counts['lines']} patients{where}; {counts['bad']} bad lines; "
-          f"{counts['unknown_codes']} unknown codes (read as UNK)", file=sys.stderr)
+    print(
+        f"served {counts['served']} of {counts['lines']} patients{where}; {counts['bad']} bad lines; "
+        f"{counts['unknown_codes']} unknown codes (read as UNK)",
+        file=sys.stderr,
+    )
     if counts["bad"]:
         raise SystemExit(2)
 
@@ -82,7 +95,10 @@ def bench(
     """Latency, throughput, file sizes and runtime memory of the exported student vs torch and the teacher."""
     from leader.export.bench import BenchConfig, format_report, run
 
-    report = run(BenchConfig(model=model, student=student, teacher=teacher, data=data, out=out, samples=samples,
-                             latency_calls=calls))
+    report = run(
+        BenchConfig(
+            model=model, student=student, teacher=teacher, data=data, out=out, samples=samples, latency_calls=calls
+        )
+    )
     typer.echo(format_report(report), nl=False)
     typer.echo(f"wrote {report['out']}", err=True)
