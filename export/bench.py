@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from leader.errors import LeaderError
+from leader.safejson import loads
 
 from .runtime import INPUTS, OUTPUT, Recommender
 
@@ -78,7 +79,7 @@ def _pool(cfg: BenchConfig, recommender: Recommender):
         dataset = load_dataset(data)
         split = (record or {}).get("split") or {}
         how = split.get("how", "random")
-        if record and how in ("random", "temporal"):
+        if record and how in ("random", "temporal", "site"):
             samples = split_samples(dataset, how, int(split.get("seed", 0)), split.get("target", "all"))["test"]
         else:
             samples = make_samples(dataset)
@@ -246,8 +247,9 @@ def _teacher(teacher: Path, samples, dataset, n: int) -> dict:
 _MEMORY_SCRIPT = """
 import json, resource, sys
 from leader.export.runtime import Recommender
+from leader.safejson import loads
 rec = Recommender(sys.argv[1], threads=2)
-patients = [json.loads(line) for line in open(sys.argv[2], encoding="utf-8")]
+patients = [loads(line) for line in open(sys.argv[2], encoding="utf-8")]
 served = sum(r.ok for i in range(0, len(patients), 256) for r in rec.recommend(patients[i:i + 256], top_k=10))
 # VmHWM is this process image's own peak; ru_maxrss would include the parent's RSS at fork time
 try:
@@ -273,7 +275,7 @@ def runtime_process(model: Path, samples) -> dict:
         )
     if done.returncode != 0:
         raise RuntimeError(f"runtime-only process failed: {done.stderr.strip()[-500:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return loads(done.stdout.strip().splitlines()[-1])
 
 
 def _judge(report: dict) -> dict:

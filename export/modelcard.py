@@ -53,6 +53,23 @@ def _thresholds(thresholds) -> str:
     )
 
 
+def _classes(medications: list[str], names: dict[str, str]) -> list[str]:
+    """The drug classes the model can recommend, each with its name (ATC labels: their WHO titles)."""
+    from leader.data.atc import label_title
+
+    rows = [f"| `{m}` | {label_title(m, names).replace('|', '/')} |" for m in medications]
+    return [
+        "## Drug classes",
+        "",
+        f"The {len(medications)} labels it can recommend:",
+        "",
+        "| label | name |",
+        "|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def model_card(onnx_path: Path, run: dict, metrics: dict, manifest: dict, names: dict[str, str], extra: dict) -> str:
     """Markdown text of the card. `run` is the student's run.json, `metrics` its metrics.json,
     `manifest` the training dataset's manifest (may be empty), `extra` export facts (sizes, parity,
@@ -90,6 +107,7 @@ def model_card(onnx_path: Path, run: dict, metrics: dict, manifest: dict, names:
         f"- Split: {split.get('how', '?')} (seed {split.get('seed', '?')}, target {split.get('target', '?')}); "
         "vocabularies were fitted on the training split only.",
         "",
+        *_classes(medications, names),
         "## Quality (test split)",
         "",
         "Mean ± std over 10 bootstrap rounds of 80% of the test visits. *single* = visits with no earlier "
@@ -142,6 +160,9 @@ def model_card(onnx_path: Path, run: dict, metrics: dict, manifest: dict, names:
         "```",
         "",
         f"or `leader predict --model {onnx_path.name} --input patients.jsonl --out recommendations.jsonl`.",
+        "",
+        "No network: `leader.export` switches onnxruntime's built-in telemetry off (`ORT_DISABLE_TELEMETRY=1`, "
+        "set before onnxruntime loads), so serving opens no network connection (checked under strace in CI).",
         "",
     ]
     return "\n".join(lines)

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from leader.data.atc import label_title
 from leader.errors import LeaderError
-from leader.io import atomic_path
+from leader.io import atomic_path, check_out_file
 
 from .runtime import FORMAT_VERSION, INPUTS, OUTPUT, PREFIX
 
@@ -51,6 +52,8 @@ class ExportConfig:
     needed for --int8 (validation split) and for the medication names."""
     opset: int | None = None
     """ONNX opset; None = the exporter's default."""
+    overwrite: bool = False
+    """Replace an existing --out (and its NAME.int8.onnx and NAME.md); without it they are never touched."""
 
 
 def random_batch(
@@ -173,7 +176,7 @@ def build_metadata(
     meta = {
         "format_version": FORMAT_VERSION,
         "encoder": encoder.to_dict(),
-        "medication_names": {m: names.get(m, m) for m in encoder.medications},
+        "medication_names": {m: label_title(m, names) for m in encoder.medications},  # ATC: WHO name if untitled
         "thresholds": run["thresholds"],
         "ddi": [list(p) for p in ddi],
         "metrics": metrics.get("test", {}),
@@ -228,6 +231,10 @@ def run(cfg: ExportConfig) -> dict:
 
     from .modelcard import write_model_card
 
+    if cfg.out.suffix != ".onnx":
+        raise LeaderError(f"--out must end in .onnx, got {cfg.out}")
+    for path in (cfg.out, int8_path(cfg.out), cfg.out.with_suffix(".md")):  # the model, its int8 twin, its card
+        check_out_file(path, overwrite=cfg.overwrite)
     model, encoder, record = load_student(cfg.student)
     if list(record.get("medications", encoder.medications)) != list(encoder.medications):
         raise LeaderError(
@@ -239,11 +246,12 @@ def run(cfg: ExportConfig) -> dict:
     ddi = read_ddi(cfg.student / "ddi.csv") if (cfg.student / "ddi.csv").is_file() else []
     names, data_path = _names_and_dataset_path(cfg, record)
     if data_path is None:
-        print("note: dataset not found (pass --data DIR): medication names default to their labels", file=sys.stderr)
+        print(
+            "note: dataset not found (pass --data DIR): medication names default to the WHO names of ATC labels, else the labels",
+            file=sys.stderr,
+        )
     if cfg.int8 and data_path is None:
         raise LeaderError("--int8 checks accuracy on the validation split: pass --data DIR (the student's dataset)")
-    if cfg.out.suffix != ".onnx":
-        raise LeaderError(f"--out must end in .onnx, got {cfg.out}")
     meta = build_metadata(record, encoder, names, ddi, metrics)
     summary: dict = {
         "onnx": str(cfg.out),

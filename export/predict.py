@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import IO
 
 from leader.errors import LeaderError
-from leader.io import atomic_path
+from leader.io import atomic_path, check_out_file
+from leader.safejson import JSONError, loads
 
 from .runtime import Recommender
 
@@ -44,6 +45,8 @@ class PredictConfig:
     """Patients per onnxruntime call."""
     threads: int = 1
     """onnxruntime intra-op threads."""
+    overwrite: bool = False
+    """Replace an existing --out file (never --input or --model, never a folder)."""
 
     def __post_init__(self):
         if self.top_k < 0:
@@ -63,17 +66,14 @@ def read_lines(path: Path) -> Iterator[tuple[int, object, str | None]]:
     with handle if str(path) != "-" else nullcontext(handle):
         try:
             for number, raw in enumerate(handle, 1):
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    yield number, None, "not UTF-8 text"
-                    continue
-                if not text.strip():
+                if not raw.strip():
                     continue
                 try:
-                    yield number, json.loads(text), None
-                except json.JSONDecodeError as err:
-                    yield number, None, f"not valid JSON ({err.msg} at column {err.colno})"
+                    record = loads(raw)  # bounded depth and numbers, finite only (leader.safejson)
+                except JSONError as err:
+                    yield number, None, str(err)
+                    continue
+                yield number, record, None
         except (OSError, EOFError) as err:
             raise LeaderError(f"{path}: cannot read ({err}); is it a complete .jsonl or .jsonl.gz file?") from None
 
@@ -82,6 +82,8 @@ def run(cfg: PredictConfig) -> dict:
     """Serve every line; returns counts ``{"lines", "served", "bad", "unknown_codes"}``."""
     from tqdm import tqdm
 
+    if cfg.out:
+        check_out_file(cfg.out, overwrite=cfg.overwrite, inputs=[cfg.input, cfg.model])
     recommender = Recommender(cfg.model, threads=cfg.threads)
     top_k = None if cfg.top_k == 0 else cfg.top_k
     counts = {"lines": 0, "served": 0, "bad": 0, "unknown_codes": 0}

@@ -17,6 +17,7 @@ import numpy as np
 
 from leader.errors import LeaderError
 from leader.io import atomic_path
+from leader.safejson import loads
 
 from .runtime import INPUTS, OUTPUT, PREFIX
 
@@ -85,7 +86,7 @@ def quantize_checked(
     from .onnx_export import save_checked, set_metadata
 
     samples = validation_samples(record, data_path)
-    encoder = Encoder.from_dict(json.loads(meta[PREFIX + "encoder"]))
+    encoder = Encoder.from_dict(loads(meta[PREFIX + "encoder"]))
     y_true = labels_matrix(samples, encoder.medications)
     thresholds = record["thresholds"]
     with atomic_path(out) as tmp:
@@ -112,7 +113,7 @@ def quantize_checked(
                 f"{fp32} is written, the int8 file is not; pass --force to keep it anyway"
             )
         proto = onnx.load_model(str(tmp))
-        model_info = {**json.loads(meta[PREFIX + "model"]), "precision": "int8"}
+        model_info = {**loads(meta[PREFIX + "model"]), "precision": "int8"}
         set_metadata(
             proto, {**meta, PREFIX + "model": json.dumps(model_info), PREFIX + "quantization": json.dumps(check)}
         )

@@ -14,15 +14,17 @@ patient (vocabularies, limits, labels, thresholds, DDI pairs) is inside the ONNX
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+import onnxruntime as ort  # after leader.export/__init__.py switched its telemetry off
 
-from leader.encoding import CODE_TYPES, Encoder, profile_tokens
+from leader.cohort import normalize_patient
+from leader.encoding import CODE_TYPES, Encoder, Vocab, profile_tokens
 from leader.errors import LeaderError
+from leader.safejson import JSONError, loads
 
 FORMAT_VERSION = 1
 """Version of the metadata layout below; a runtime refuses files written by a newer one."""
@@ -44,14 +46,14 @@ def read_metadata(path: str | Path, meta: dict[str, str]) -> dict:
                 f"{path}: leader metadata lacks '{key}'; export the model again with `leader export --onnx`"
             )
         try:
-            out[key] = json.loads(meta[PREFIX + key])
-        except json.JSONDecodeError:
-            raise LeaderError(f"{path}: leader metadata '{key}' is not valid JSON; export the model again") from None
+            out[key] = loads(meta[PREFIX + key])  # bounded depth and numbers, finite only
+        except JSONError as err:
+            raise LeaderError(f"{path}: leader metadata '{key}' is {err}; export the model again") from None
     for key, text in meta.items():  # optional extras, e.g. leader.quantization
         if key.startswith(PREFIX) and key[len(PREFIX) :] not in out:
             try:
-                out[key[len(PREFIX) :]] = json.loads(text)
-            except json.JSONDecodeError:
+                out[key[len(PREFIX) :]] = loads(text)
+            except JSONError:
                 out[key[len(PREFIX) :]] = text
     version = out["format_version"]
     if not isinstance(version, int):
@@ -62,6 +64,52 @@ def read_metadata(path: str | Path, meta: dict[str, str]) -> dict:
             f"{FORMAT_VERSION}; upgrade leader (pip install -U leader) to serve it"
         )
     return out
+
+
+MAX_LIMIT = 100_000
+"""Largest max_visits / max_codes a runtime accepts from metadata (exports use tens)."""
+
+
+def _strings(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def check_metadata(path: str | Path, meta: dict) -> None:
+    """Refuse metadata a runtime cannot serve faithfully (a tampered or damaged file): one line
+    naming the field. Thresholds must be finite numbers: a NaN or null one would silently
+    recommend nothing."""
+
+    def bad(what: str) -> LeaderError:
+        return LeaderError(
+            f"{path}: leader metadata is inconsistent: {what}; re-export the model with `leader export --onnx`"
+        )
+
+    encoder = meta["encoder"]
+    vocabs = encoder.get("vocabs") if isinstance(encoder, dict) else None
+    if not isinstance(vocabs, dict) or sorted(vocabs) != sorted([*CODE_TYPES, "profile"]):
+        raise bad("'encoder' lacks the diagnoses, procedures, medications and profile vocabularies")
+    for kind, tokens in vocabs.items():
+        if not _strings(tokens) or tokens[:2] != Vocab().tokens or len(set(tokens)) != len(tokens):
+            raise bad(f"vocabulary '{kind}' is not a list of distinct strings, padding and unknown first")
+    medications = encoder.get("medications")
+    if not _strings(medications) or not medications or len(set(medications)) != len(medications):
+        raise bad("'encoder.medications' is not a non-empty list of distinct labels")
+    for key in ("max_visits", "max_codes"):
+        value = encoder.get(key)
+        if type(value) is not int or not 1 <= value <= MAX_LIMIT:
+            raise bad(f"'encoder.{key}' is {value!r}, not an integer from 1 to {MAX_LIMIT}")
+    names = meta["medication_names"]
+    if not isinstance(names, dict) or not all(isinstance(v, str) for v in names.values()):
+        raise bad("'medication_names' is not an object of medication titles")
+    thresholds = meta["thresholds"]
+    values = thresholds if isinstance(thresholds, list) else [thresholds]
+    if isinstance(thresholds, list) and len(thresholds) != len(medications):
+        raise bad(f"'thresholds' has {len(thresholds)} values for {len(medications)} medications")
+    if not all(type(t) in (int, float) and math.isfinite(t) for t in values):  # > 1 means never: allowed
+        raise bad("'thresholds' must be finite numbers (a NaN or null threshold would recommend nothing)")
+    ddi = meta["ddi"]
+    if not isinstance(ddi, list) or not all(_strings(pair) and len(pair) == 2 for pair in ddi):
+        raise bad("'ddi' is not a list of [medication, medication] pairs")
 
 
 @dataclass
@@ -109,6 +157,19 @@ def check_patient(patient) -> str | None:
     profile = patient.get("profile", {})
     if not isinstance(profile, dict):
         return '\'profile\' must be a JSON object (e.g. {"gender": "F", "age": 70})'
+    for key, value in profile.items():
+        if value is None or isinstance(value, str) and key != "age":
+            continue
+        if not isinstance(value, (str, int, float)):
+            return f"profile '{key}' must be a string or a number, got {type(value).__name__}"
+        try:
+            number = float(value)
+        except ValueError:
+            continue  # an age that is not a number is left out, as in training (profile_tokens)
+        except OverflowError:  # an integer beyond float range
+            number = math.inf
+        if not math.isfinite(number):
+            return f"profile '{key}' must be a finite number"
     visits = patient.get("visits")
     if not isinstance(visits, list):
         return "missing 'visits': give a list of visits, the last being the one to prescribe for"
@@ -127,6 +188,10 @@ def check_patient(patient) -> str | None:
                 return f"visit {v}: '{kind}' must be a list of strings"
         if not visit.get("diagnoses") and not visit.get("procedures"):
             return f"visit {v} has no codes (no diagnoses and no procedures); drop it or add its codes"
+    try:
+        normalize_patient(patient)  # codes are SYSTEM:VALUE (any system), as in training
+    except LeaderError as err:
+        return str(err)
     return None
 
 
@@ -161,6 +226,7 @@ class Recommender:
             raise LeaderError(
                 f"{path}: inputs {names} are not those of a leader student; export it with `leader export --onnx`"
             )
+        check_metadata(path, self.meta)
         try:
             self.encoder = Encoder.from_dict(self.meta["encoder"])
             self.medications = list(self.encoder.medications)
@@ -175,6 +241,28 @@ class Recommender:
         for a, b in self.meta["ddi"]:
             if a in index and b in index:
                 self.ddi[index[a], index[b]] = self.ddi[index[b], index[a]] = True
+        self._probe(path)
+
+    def _probe(self, path: Path) -> None:
+        """Run the model once on the largest id of every vocabulary: metadata whose vocabularies
+        outgrow the model's embeddings, or whose labels do not match its outputs, is refused here
+        rather than failing (or misreading) on a patient later."""
+        arrays = {kind: np.full((1, 1, 1), len(self.encoder.vocabs[kind]) - 1, np.int64) for kind in CODE_TYPES}
+        arrays["profile"] = np.full((1, 1), len(self.encoder.vocabs["profile"]) - 1, np.int64)
+        arrays["visit_mask"] = np.ones((1, 1), np.float32)
+        try:
+            shape = self.predict_arrays(arrays).shape
+        except Exception as err:  # onnxruntime's own types; e.g. an index beyond an embedding table
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise LeaderError(
+                f"{path}: the model does not accept its own vocabularies ({first[:160]}); "
+                "re-export the model with `leader export --onnx`"
+            ) from None
+        if shape != (1, len(self.medications)):
+            raise LeaderError(
+                f"{path}: the model has {shape[-1]} outputs but its metadata names {len(self.medications)} "
+                "medications; re-export the model with `leader export --onnx`"
+            )
 
     def predict_arrays(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         """Probabilities float32 [B, n_medications] for arrays from `Encoder.encode`."""
@@ -199,27 +287,60 @@ class Recommender:
 
     def recommend(self, patients: list[dict], top_k: int | None = None) -> list[Recommendation]:
         """One `Recommendation` per patient, in order; bad records get `error` set, the rest are served."""
-        results = [Recommendation(patient_id=_patient_id(p), error=check_patient(p)) for p in patients]
+        results = [Recommendation(patient_id=_patient_id(p)) for p in patients]
+        prepared = [self._prepare(p) for p in patients]
+        for res, (_, error) in zip(results, prepared, strict=True):
+            res.error = error
         good = [i for i, r in enumerate(results) if r.ok]
         if not good:
             return results
-        batch = [patients[i] for i in good]
-        probs = self.predict(batch)
+        batch = [prepared[i][0] for i in good]
+        try:
+            probs = self.predict(batch)
+        except Exception:  # a record no check foresaw: find it alone, so the batch is still served
+            probs = self._predict_one_by_one(batch, [results[i] for i in good])
         k = len(self.medications) if top_k is None else max(0, min(top_k, len(self.medications)))
         order = np.argsort(-probs, axis=1, kind="stable")
         ranked_probs = np.take_along_axis(probs, order, axis=1).tolist()
         above = np.take_along_axis(probs >= self.thresholds, order, axis=1)
         labels = self.medications
         for row, (i, patient) in enumerate(zip(good, batch, strict=True)):
+            res = results[i]
+            if not res.ok:
+                continue
+            if not np.isfinite(probs[row]).all():  # never an empty recommendation that looks like an answer
+                res.error = "the model gave non-finite probabilities for this patient; re-export the model"
+                continue
             ranks = order[row]
             chosen = ranks[above[row]]  # recommended, most probable first
             pairs = np.argwhere(np.triu(self.ddi[np.ix_(chosen, chosen)], 1)).tolist()
-            res = results[i]
             res.ranked = list(zip([labels[j] for j in ranks[:k].tolist()], ranked_probs[row][:k], strict=True))
             res.recommended = [labels[j] for j in chosen.tolist()]
             res.ddi_warnings = [(labels[chosen[a]], labels[chosen[b]]) for a, b in pairs]
             res.unknown_codes, res.truncated = self._unknown_and_truncated(patient)
         return results
+
+    @staticmethod
+    def _prepare(patient) -> tuple[dict | None, str | None]:
+        """(the record as the model reads it, None), or (None, why it cannot be served)."""
+        try:
+            error = check_patient(patient)
+            # ICD9:401.9 reads as the ICD9:4019 of training
+            return (None, error) if error else (normalize_patient(patient), None)
+        except LeaderError as err:
+            return None, str(err)
+        except Exception as err:  # e.g. RecursionError, OverflowError: one record never stops the batch
+            return None, f"unusable patient record ({type(err).__name__})"
+
+    def _predict_one_by_one(self, batch: list[dict], results: list[Recommendation]) -> np.ndarray:
+        """`predict` patient by patient; one that fails gets `error` set and a row of NaN."""
+        probs = np.full((len(batch), len(self.medications)), np.nan, dtype=np.float32)
+        for row, (patient, res) in enumerate(zip(batch, results, strict=True)):
+            try:
+                probs[row] = self.predict([patient])[0]
+            except Exception as err:
+                res.error = f"unusable patient record ({type(err).__name__})"
+        return probs
 
     def _unknown_and_truncated(self, patient: dict) -> tuple[list[str], bool]:
         """Codes the vocabularies lack (the current visit's medications aside), and whether the
@@ -240,4 +361,6 @@ class Recommender:
 
 def _patient_id(patient) -> str | int | None:
     value = patient.get("patient_id") if isinstance(patient, dict) else None
+    if isinstance(value, int) and not -(10**18) < value < 10**18:
+        return None  # not an id a JSON reader (or leader.safejson) would pass on
     return value if isinstance(value, (str, int)) else None

@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from leader.cohort import Dataset, load_dataset
-from leader.encoding import Vocab, profile_tokens
+from leader.encoding import MIN_PATIENTS, Vocab, closed_token, profile_tokens
 from leader.errors import LeaderError
 from leader.evaluate import score, write_metrics
-from leader.io import atomic_dir, read_json
+from leader.io import atomic_dir, claim_out, read_json
 from leader.metrics import labels_matrix
 from leader.runinfo import read_run, write_run
 from leader.samples import Sample, split_samples
@@ -51,7 +51,7 @@ class BaselineConfig:
     method: str = "logistic"
     """frequency (top-K training medications) or logistic (one-vs-rest logistic regression)."""
     split: str = "random"
-    """random (by patient 8:1:1), temporal or external."""
+    """random (by patient 8:1:1), temporal, site (held-out hospitals) or external."""
     seed: int = 0
     """Seed of the split and of the logistic regression's batch order."""
     target: str = "all"
@@ -73,6 +73,9 @@ class BaselineConfig:
     takes 8 steps per epoch)."""
     bootstrap: int = 10
     """Bootstrap rounds (80% each) for the mean ± std in metrics.json."""
+    min_patients: int = MIN_PATIENTS
+    """logistic: a code or profile value becomes a feature only when this many distinct training
+    patients carry it (`leader.encoding.MIN_PATIENTS`); rarer profile values read as FIELD=OTHER."""
     overwrite: bool = False
     """Replace an existing --out folder."""
 
@@ -85,6 +88,7 @@ class BaselineConfig:
             ("--epochs", self.epochs),
             ("--batch-size", self.batch_size),
             ("--patience", self.patience),
+            ("--min-patients", self.min_patients),
         ):
             if value < 1:
                 raise LeaderError(f"{flag} must be at least 1, got {value}")
@@ -107,11 +111,11 @@ class Features:
     tokens: dict[str, list[str]]
 
     @classmethod
-    def fit(cls, train: list[Sample], medications: list[str]) -> Features:
+    def fit(cls, train: list[Sample], medications: list[str], min_patients: int = MIN_PATIENTS) -> Features:
         vocabs = {
-            "diagnoses": Vocab.fit(c for s in train for c in s.current["diagnoses"]),
-            "procedures": Vocab.fit(c for s in train for c in s.current["procedures"]),
-            "profile": Vocab.fit(t for s in train for t in profile_tokens(s.profile)),
+            "diagnoses": Vocab.fit(train, lambda s: s.current["diagnoses"], min_patients),
+            "procedures": Vocab.fit(train, lambda s: s.current["procedures"], min_patients),
+            "profile": Vocab.fit(train, lambda s: profile_tokens(s.profile), min_patients, closed=True),
         }
         tokens = {kind: vocab.tokens[2:] for kind, vocab in vocabs.items()}  # drop <pad>, <unk>
         tokens["medications"] = list(medications)
@@ -134,7 +138,7 @@ class Features:
                 "diagnoses": s.current["diagnoses"],
                 "procedures": s.current["procedures"],
                 "medications": previous,
-                "profile": profile_tokens(s.profile),
+                "profile": [closed_token(t, self.index["profile"]) for t in profile_tokens(s.profile)],
             }
             for kind in BLOCKS:
                 active.update(self.index[kind][t] for t in values[kind] if t in self.index[kind])
@@ -283,6 +287,12 @@ def _config_json(cfg: BaselineConfig) -> dict:
 
 def run(cfg: BaselineConfig) -> Path:
     """Fit the baseline on the training split, tune on validation, write the run folder."""
+    inputs = [cfg.data, cfg.external_data]
+    with claim_out(cfg.out, overwrite=cfg.overwrite, inputs=inputs, marker="run.json"):
+        return _run(cfg)
+
+
+def _run(cfg: BaselineConfig) -> Path:
     dataset = load_dataset(cfg.data)
     if cfg.external_data is not None and cfg.split != "external":
         raise LeaderError("--external-data goes with --split external")
@@ -296,7 +306,7 @@ def run(cfg: BaselineConfig) -> Path:
     y_train, y_val = labels_matrix(train, meds), labels_matrix(val, meds)
     started = time.time()
     extra: dict = {"samples": {k: len(v) for k, v in splits.items()}}
-    with atomic_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
+    with atomic_dir(cfg.out, overwrite=cfg.overwrite, marker="run.json") as tmp:
         if cfg.method == "frequency":
             freq = y_train.mean(0)
             np.savez(tmp / "model.npz", freq=freq)
@@ -307,7 +317,7 @@ def run(cfg: BaselineConfig) -> Path:
                 probs_val, probs_test, val, test, dataset, thresholds=cut, bootstrap=cfg.bootstrap
             )
         else:
-            features = Features.fit(train, meds)
+            features = Features.fit(train, meds, cfg.min_patients)
             W, b, training = fit_logistic(features.rows(train), y_train, features.rows(val), y_val, features.size, cfg)
             np.savez(tmp / "model.npz", W=W, b=b)
             (tmp / "features.json").write_text(

@@ -18,6 +18,7 @@ import gzip
 import io
 import json
 import platform
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +26,30 @@ from pathlib import Path
 from leader import __version__
 from leader.errors import LeaderError
 from leader.io import atomic_dir, read_json, sha256_file
+from leader.safejson import JSONError, loads
 
 FORMAT_VERSION = 1
 FILES = ("cohort.jsonl.gz", "vocab.json", "ddi.csv", "manifest.json")
-CODE_SYSTEMS = {
-    "diagnoses": ("ICD9", "ICD10"),
-    "procedures": ("ICD9P", "ICD10P"),
+CODE_KINDS = ("diagnoses", "procedures")
+"""The visit fields that hold ``SYSTEM:VALUE`` codes (any system name; see `normalize_code`)."""
+ICD_SYSTEMS = frozenset({"ICD9", "ICD10", "ICD9P", "ICD10P", "ICD9CM", "ICD10CM", "ICD10PCS"})
+"""Systems whose values lose their dots and are upper-cased (``ICD9:401.9`` -> ``ICD9:4019``)."""
+CODE_PATTERNS = {
+    "ICD9": r"\d{3,5}|V\d{2,4}|E\d{3,4}",  # ICD-9-CM diagnoses: 401, 4019, 25000, V3001, E8497
+    "ICD9CM": r"\d{3,5}|V\d{2,4}|E\d{3,4}",
+    "ICD10": r"[A-Z]\d[0-9A-Z]{1,5}",  # ICD-10(-CM): a letter, a digit, then 1-5 more: I10, E119, C4A0, S72001A
+    "ICD10CM": r"[A-Z]\d[0-9A-Z]{1,5}",
+    "ICD9P": r"\d{2,4}",  # ICD-9-CM procedures: 38, 3893
+    "ICD10P": r"[0-9A-Z]{7}",  # ICD-10-PCS: always 7 characters, 02HV33Z
+    "ICD10PCS": r"[0-9A-Z]{7}",
+    "SNOMED": r"\d{6,18}",  # SNOMED CT concept ids: 6 to 18 digits
 }
+"""The shape a value must have in its system; systems not listed accept any value."""
+_PATTERNS = {system: re.compile(pattern) for system, pattern in CODE_PATTERNS.items()}
+_SYSTEM = re.compile(r"[A-Z][A-Z0-9-]{0,31}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ATC = re.compile(r"[A-Za-z]\d\d(?:[A-Za-z](?:[A-Za-z](?:\d\d)?)?)?")
+CODE_RULE = "write codes as SYSTEM:VALUE, e.g. ICD10:I10 or SNOMED:38341003"
 NOTE_SECTIONS = (
     "history_of_present_illness",
     "past_medical_history",
@@ -68,15 +86,77 @@ class Dataset:
         return self.manifest.get("cohort_sha256", "")
 
 
+def normalize_code(code: str) -> str:
+    """The one normal form of a ``SYSTEM:VALUE`` code; every loader and the runtime call this.
+
+    The system is upper-cased (letters, digits and '-', starting with a letter: ICD9, ICD10,
+    ICD9P, ICD10P, SNOMED, CPT, OPS, LOINC, EICU-DX, ...). ICD values (`ICD_SYSTEMS`) lose their
+    dots and spaces at the ends and are upper-cased (``icd9: 401.9`` -> ``ICD9:4019``); every
+    other value is stripped and kept as given (SNOMED's digits are checked by `code_fits_system`).
+    Raises LeaderError on a code without a system, an empty value or a control character (NUL).
+    """
+    if not isinstance(code, str):
+        raise LeaderError(f"code {code!r} is not a string; {CODE_RULE}")
+    if _CONTROL.search(code):
+        raise LeaderError(f"code {code!r} holds a control character (e.g. NUL); remove it from the export")
+    system, sep, value = code.partition(":")
+    system, value = system.strip().upper(), value.strip()
+    if not sep or not _SYSTEM.fullmatch(system):
+        raise LeaderError(f"code '{code}' lacks a system prefix; {CODE_RULE}")
+    if system in ICD_SYSTEMS:
+        value = value.replace(".", "").upper()
+    if not value:
+        raise LeaderError(f"code '{code}' has an empty value; {CODE_RULE}")
+    return f"{system}:{value}"
+
+
+def code_fits_system(code: str) -> bool:
+    """True when a normalised code's value has its system's shape (`CODE_PATTERNS`), so a name or
+    a record number in a code column (``ICD9:JANEDOE0``) is caught; unlisted systems always fit."""
+    system, _, value = code.partition(":")
+    pattern = _PATTERNS.get(system)
+    return pattern is None or pattern.fullmatch(value) is not None
+
+
+def normalize_label(label: str) -> str:
+    """A medication label in its one form: stripped, and upper-cased when it looks like an ATC
+    code of level 2 or deeper (``c07a`` -> ``C07A``, ``a10ba02`` -> ``A10BA02``); names are kept
+    as written. An empty result means the label is blank."""
+    label = label.strip()
+    return label.upper() if _ATC.fullmatch(label) else label
+
+
+def normalize_patient(patient: dict) -> dict:
+    """A copy of a patient record (visits holding lists of strings) whose codes and medication
+    labels are in normal form, so a model reads ``ICD9:401.9`` as the ``ICD9:4019`` it was trained
+    on; raises LeaderError naming the visit and the code that is not ``SYSTEM:VALUE``."""
+    visits = []
+    for v, visit in enumerate(patient["visits"], 1):
+        visit = dict(visit)
+        for kind in CODE_KINDS:
+            try:
+                visit[kind] = [normalize_code(code) for code in visit.get(kind) or []]
+            except LeaderError as err:
+                raise LeaderError(f"visit {v}, '{kind}': {err}") from None
+        meds = visit.get("medications")
+        if isinstance(meds, list) and all(isinstance(m, str) for m in meds):  # the current visit's may be anything
+            visit["medications"] = [m for m in map(normalize_label, meds) if m]
+        visits.append(visit)
+    return {**patient, "visits": visits}
+
+
 def _where(line: int | None, patient: dict | None) -> str:
     return f"line {line}" if line is not None else "patient record"
 
 
-def validate_patient(patient: dict, line: int | None = None, labels: set[str] | None = None) -> dict:
+def validate_patient(
+    patient: dict, line: int | None = None, labels: set[str] | None = None, normalized: bool = True
+) -> dict:
     """Check one patient record against the cohort schema and return it.
 
-    Raises LeaderError naming the line and the field. `labels`, when given, is the set of
-    medication labels every visit's medications must belong to.
+    Raises LeaderError naming the line and the field. Every code must be ``SYSTEM:VALUE``
+    (`normalize_code`) and, with `normalized` (a prepared cohort), already in normal form.
+    `labels`, when given, is the set of medication labels every visit's medications must belong to.
     """
     where = _where(line, patient)
     if not isinstance(patient, dict):
@@ -95,16 +175,19 @@ def validate_patient(patient: dict, line: int | None = None, labels: set[str] | 
         for key in ("visit_id", "diagnoses", "procedures", "medications"):
             if key not in visit:
                 raise LeaderError(f"{vwhere}: missing field '{key}'")
-        for kind, systems in CODE_SYSTEMS.items():
+        for kind in CODE_KINDS:
             codes = visit[kind]
             if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
                 raise LeaderError(f"{vwhere}: '{kind}' must be a list of strings")
             for code in codes:
-                prefix = code.split(":", 1)[0]
-                if ":" not in code or prefix not in systems:
+                try:
+                    normal = normalize_code(code)
+                except LeaderError as err:
+                    raise LeaderError(f"{vwhere}, '{kind}': {err}") from None
+                if normalized and normal != code:
                     raise LeaderError(
-                        f"{vwhere}: code '{code}' in '{kind}' lacks a system prefix; "
-                        f"write it as one of {', '.join(s + ':...' for s in systems)}"
+                        f"{vwhere}: code '{code}' in '{kind}' is not in normal form ('{normal}'); prepare the "
+                        "dataset again with this version's `leader data` (loaders call leader.cohort.normalize_code)"
                     )
         meds = visit["medications"]
         if not isinstance(meds, list) or not all(isinstance(m, str) for m in meds):
@@ -139,7 +222,7 @@ def write_dataset(
     """
     out = Path(out)
     labels = set(medications)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, marker="manifest.json") as tmp:
         n_patients = n_visits = 0
         raw = tmp / "cohort.jsonl.gz"
         # mtime=0 and no file name in the gzip header: the same cohort always has the same sha256
@@ -194,9 +277,10 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, object]]:
                 if not line.strip():
                     continue
                 try:
-                    yield number, json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise LeaderError(f"{path}: line {number} is not valid JSON ({err.msg})") from None
+                    record = loads(line)  # bounded depth and numbers, finite only
+                except JSONError as err:
+                    raise LeaderError(f"{path}: line {number} is {err}; fix or remove that line") from None
+                yield number, record
     except UnicodeDecodeError:
         raise LeaderError(f"{path}: not UTF-8 text; re-export it as UTF-8") from None
     except (OSError, EOFError) as err:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from leader.errors import LeaderError
-from leader.io import read_json
+from leader.io import lock_out, read_json
 
 
 @dataclass
@@ -93,6 +93,11 @@ def _tiny_teacher_model(out: Path, data: Path) -> str:
 
 def run(cfg: DemoConfig) -> dict:
     """Run the demo; returns the paths of what it made."""
+    with lock_out(cfg.out):  # one demo per folder: its stages would replace each other's runs
+        return _run(cfg)
+
+
+def _run(cfg: DemoConfig) -> dict:
     from leader.baseline import BaselineConfig
     from leader.baseline import run as run_baseline
     from leader.data.stats import dataset_stats, format_stats
@@ -239,7 +244,9 @@ def _deploy_stages(cfg: DemoConfig, stage, paths: dict) -> None:
     stage(
         "ONNX export (fp32 + int8, card)",
         paths["onnx"].with_suffix(".int8.onnx"),
-        lambda: run_export(ExportConfig(student=paths["student"], out=paths["onnx"], int8=True, force=cfg.quick)),
+        lambda: run_export(
+            ExportConfig(student=paths["student"], out=paths["onnx"], int8=True, force=cfg.quick, overwrite=True)
+        ),
     )
     stage(
         "bench (torch, ONNX fp32/int8, teacher)",

@@ -21,6 +21,13 @@ import numpy as np
 
 PAD, UNK = 0, 1
 CODE_TYPES = ("diagnoses", "procedures", "medications")
+MIN_PATIENTS = 5
+"""Default k of the vocabulary rule: a token (code, medication, profile value) enters a vocabulary
+only when at least k distinct training patients carry it, so nothing that singles out a patient
+(a name typed into a profile field, a record number in a code column) reaches a model file.
+k = 5 follows common k-anonymity practice for released aggregates."""
+OTHER = "OTHER"
+"""The closed category of a profile field: a value kept out of the vocabulary reads as ``FIELD=OTHER``."""
 
 
 def profile_tokens(profile: dict) -> list[str]:
@@ -40,6 +47,36 @@ def profile_tokens(profile: dict) -> list[str]:
     return tokens
 
 
+def patient_of(sample) -> str:
+    """The patient a sample belongs to: its ``sample_id`` up to the last ':' (`leader.samples`
+    numbers samples ``"<patient index>:<visit index>"``); samples repeat a patient's history, so
+    vocabulary counts go by this, never by occurrences."""
+    return sample.sample_id.rsplit(":", 1)[0]
+
+
+def patients_per_token(samples, tokens_of) -> dict[str, int]:
+    """How many distinct patients carry each token; `tokens_of(sample)` lists a sample's tokens."""
+    carriers: dict[str, set[str]] = {}
+    for sample in samples:
+        patient = patient_of(sample)
+        for token in tokens_of(sample):
+            carriers.setdefault(token, set()).add(patient)
+    return {token: len(patients) for token, patients in carriers.items()}
+
+
+def _profile_field(token: str) -> str:
+    return token.split("=", 1)[0]
+
+
+def closed_token(token: str, known) -> str:
+    """`token` when `known` holds it, else its field's ``FIELD=OTHER`` when `known` holds that
+    (profile values outside the vocabulary are a closed category), else `token` unchanged."""
+    if token in known:
+        return token
+    other = f"{_profile_field(token)}={OTHER}"
+    return other if other in known else token
+
+
 @dataclass
 class Vocab:
     """Token <-> id; ids 0 and 1 are padding and unknown."""
@@ -50,15 +87,27 @@ class Vocab:
         self.index = {t: i for i, t in enumerate(self.tokens)}
 
     @classmethod
-    def fit(cls, tokens_iter, min_count: int = 1) -> Vocab:
-        counts: dict[str, int] = {}
-        for token in tokens_iter:
-            counts[token] = counts.get(token, 0) + 1
-        kept = sorted(t for t, c in counts.items() if c >= min_count)
-        return cls(["<pad>", "<unk>", *kept])
+    def fit(cls, samples, tokens_of, min_patients: int = MIN_PATIENTS, closed: bool = False) -> Vocab:
+        """The tokens that at least `min_patients` distinct patients carry (`MIN_PATIENTS`).
+
+        `closed` (profile vocabularies): each field that enough patients have (whatever its
+        values) also gets ``FIELD=OTHER``, where its rarer values and unseen ones are read
+        (`encode`), so a rare value is a closed category, not an unknown.
+        """
+        if min_patients < 1:
+            raise ValueError(f"min_patients must be at least 1, got {min_patients}")
+        counts = patients_per_token(samples, tokens_of)
+        kept = {t for t, n in counts.items() if n >= min_patients}
+        if closed:
+            fields = patients_per_token(samples, lambda s: {_profile_field(t) for t in tokens_of(s)})
+            kept |= {f"{name}={OTHER}" for name, n in fields.items() if n >= min_patients}
+        return cls(["<pad>", "<unk>", *sorted(kept)])
 
     def encode(self, tokens) -> list[int]:
-        return [self.index.get(t, UNK) for t in tokens]
+        """Ids of tokens; an unseen ``FIELD=VALUE`` reads as ``FIELD=OTHER`` when the vocabulary has
+        that category (a profile vocabulary fitted with `closed`), anything else unseen as UNK."""
+        index = self.index
+        return [index.get(closed_token(t, index), UNK) for t in tokens]
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -76,10 +125,22 @@ class Encoder:
     max_codes: int = 40
 
     @classmethod
-    def fit(cls, train_samples, medications: list[str], max_visits: int = 8, max_codes: int = 40) -> Encoder:
-        """Fit vocabularies on training samples (each has `.visits` and `.profile`)."""
-        vocabs = {kind: Vocab.fit(c for s in train_samples for v in s.visits for c in v[kind]) for kind in CODE_TYPES}
-        vocabs["profile"] = Vocab.fit(t for s in train_samples for t in profile_tokens(s.profile))
+    def fit(
+        cls,
+        train_samples,
+        medications: list[str],
+        max_visits: int = 8,
+        max_codes: int = 40,
+        min_patients: int = MIN_PATIENTS,
+    ) -> Encoder:
+        """Fit vocabularies on training samples (each has `.sample_id`, `.visits` and `.profile`):
+        a code or profile token is kept when at least `min_patients` distinct patients carry it;
+        profile values below that read as ``FIELD=OTHER`` (see `Vocab.fit`)."""
+        vocabs = {
+            kind: Vocab.fit(train_samples, lambda s, kind=kind: {c for v in s.visits for c in v[kind]}, min_patients)
+            for kind in CODE_TYPES
+        }
+        vocabs["profile"] = Vocab.fit(train_samples, lambda s: profile_tokens(s.profile), min_patients, closed=True)
         return cls(vocabs, list(medications), max_visits, max_codes)
 
     def to_dict(self) -> dict:

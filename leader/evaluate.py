@@ -16,7 +16,7 @@ import numpy as np
 
 from leader.cohort import Dataset, load_dataset
 from leader.errors import LeaderError
-from leader.io import write_json
+from leader.io import check_out_file, write_json
 from leader.metrics import ddi_index, evaluate, labels_matrix, single_mask, tune_threshold
 from leader.runinfo import check_same_dataset, read_run
 from leader.samples import SPLITS, Sample, make_samples, split_samples
@@ -149,6 +149,8 @@ def evaluate_run(
     and writes it as JSON (atomically) when `out` is given.
     """
     run_dir = Path(run_dir)
+    if out is not None:  # a metrics file is rewritten freely, but never over the run's own files or a folder
+        check_out_file(out, overwrite=True, inputs=[run_dir / "run.json", run_dir / "metrics.json"])
     if split not in SPLITS:
         raise LeaderError(f"--split must be one of {', '.join(SPLITS)}, got '{split}'")
     if bootstrap < 0:

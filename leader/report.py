@@ -15,7 +15,6 @@ import base64
 import datetime
 import html
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from leader.errors import LeaderError
 from leader.io import read_json, write_text
 from leader.metrics import GROUPS
 from leader.runinfo import read_run
+from leader.safejson import JSONError, loads
 
 PLOTTED = (("jaccard_samples", "Jaccard"), ("pr_auc_samples", "PR-AUC"), ("ddi_score", "DDI rate"))
 
@@ -68,7 +68,10 @@ def _load(folder: Path) -> _Run:
     if (folder / "metrics.jsonl").is_file():
         for line in (folder / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
             if line.strip():
-                entry = json.loads(line)
+                try:
+                    entry = loads(line)
+                except JSONError as err:
+                    raise LeaderError(f"{folder}/metrics.jsonl: a line is {err}; re-run that stage") from None
                 # flatten one level: {"train": {"bce": ..}} -> {"train_bce": ..}
                 for key, value in list(entry.items()):
                     if isinstance(value, dict):
@@ -139,8 +142,9 @@ def _bars(plt, runs: list[_Run], split: str) -> str:
     return _png(fig)
 
 
-def _counts(plt, runs: list[_Run], cfg: ReportConfig) -> str | None:
-    """Histogram of predicted vs true medication counts per test sample."""
+def _counts(plt, runs: list[_Run], cfg: ReportConfig) -> tuple[str, str] | None:
+    """Histogram of predicted vs true medication counts per test sample, and the table of the most
+    frequent labels with their titles (`_labels_html`)."""
     from leader.cohort import load_dataset
     from leader.evaluate import predict_run
     from leader.metrics import labels_matrix, predict
@@ -151,7 +155,8 @@ def _counts(plt, runs: list[_Run], cfg: ReportConfig) -> str | None:
         return None
     datasets: dict[str, object] = {}
     series: list[tuple[str, np.ndarray]] = []
-    truth = None
+    same: list[tuple[str, np.ndarray]] = []  # runs on the first run's dataset: the label table's columns
+    truth = labels = first = None
     for run in chosen:
         path = str(cfg.data or run.record["dataset"]["path"])
         if path not in datasets:
@@ -162,9 +167,14 @@ def _counts(plt, runs: list[_Run], cfg: ReportConfig) -> str | None:
         split = run.record["split"]
         samples = split_samples(dataset, split["how"], split["seed"], split["target"])[cfg.split]
         probs = predict_run(run.folder, samples, dataset)
-        series.append((run.name, predict(probs, run.record["thresholds"]).sum(1)))
+        series.append((run.name, predict(probs, run.record["thresholds"])))
         if truth is None:
-            truth = labels_matrix(samples, dataset.medications).sum(1)
+            labels, first = labels_matrix(samples, dataset.medications), path
+            truth = labels.sum(1)
+        if path == first:
+            same.append(series[-1])
+    table = _labels_html(labels, same, datasets[first])
+    series = [(name, picked.sum(1)) for name, picked in series]
     top = int(max([truth.max(), *(s.max() for _, s in series)])) + 1
     bins = np.arange(top + 1) - 0.5
     fig, ax = plt.subplots(figsize=(9, 3.6))
@@ -179,7 +189,30 @@ def _counts(plt, runs: list[_Run], cfg: ReportConfig) -> str | None:
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _png(fig)
+    return _png(fig), table
+
+
+def _labels_html(labels: np.ndarray, series: list[tuple[str, np.ndarray]], dataset, top: int = 15) -> str:
+    """The `top` most frequent true labels with their titles (ATC labels: WHO names) and, per model, how
+    many visits it predicts the label for and in how many of the true ones."""
+    from leader.data.atc import label_title
+
+    labels = np.asarray(labels) > 0
+    order = np.argsort(-labels.sum(0), kind="stable")[:top]
+    head = "<tr><th>label</th><th>title</th><th>true</th>" + "".join(
+        f"<th>{html.escape(name)} predicted / hit</th>" for name, _ in series
+    )
+    rows = []
+    for j in order:
+        label = dataset.medications[j]
+        cells = "".join(
+            f"<td>{int(picked[:, j].sum())} / {int((picked[:, j] & labels[:, j]).sum())}</td>" for _, picked in series
+        )
+        rows.append(
+            f"<tr><td>{html.escape(label)}</td><td>{html.escape(label_title(label, dataset.titles))}</td>"
+            f"<td>{int(labels[:, j].sum())}</td>{cells}</tr>"
+        )
+    return f"<table>{head}</tr>{''.join(rows)}</table>"
 
 
 def _speed_rows(bench: dict) -> list[dict]:
@@ -303,7 +336,8 @@ def run(cfg: ReportConfig) -> Path:
     if counts:
         sections.append(
             "<h2>Predicted vs true medication count</h2><p>Overprescription shows as mass to the right of the true "
-            f"counts.</p><img alt='medication counts' src='{counts}'>"
+            f"counts.</p><img alt='medication counts' src='{counts[0]}'>"
+            f"<h2>Most frequent medications</h2><p>Visits of the {cfg.split} split.</p>{counts[1]}"
         )
     curves = _curves(plt, runs)
     if curves:

@@ -8,7 +8,14 @@ Splits:
 - ``random``: by patient, 8:1:1, seeded; no patient is in two splits.
 - ``temporal``: by the year of the visit prescribed for (a visit's ``year_group`` when the loader
   kept one, e.g. MIMIC-IV's anchor_year_group, else the year of ``time``); the earliest years
-  make ~80% train, then ~10% validation, the latest years test.
+  make ~80% train, then ~10% validation, the latest years test. With exactly two periods (eICU:
+  2014, 2015) the earlier one is train and the later one's patients are split 1:1 (seeded) into
+  validation and test.
+- ``site``: by hospital (a visit's ``site``, e.g. eICU's ``eicu-hospital-73``), so test samples
+  come from hospitals never seen in training. Hospitals that share a patient form one group (a
+  patient is never in two splits); groups are shuffled (seeded) and filled into test, then
+  validation, until each holds ~10% of the samples; the rest is train. A sample goes with the
+  hospital of its current visit.
 - ``external``: train and validation from this dataset (by patient, 9:1), test is every sample of
   another prepared dataset; its medications outside this dataset's label list are ignored.
 """
@@ -106,10 +113,26 @@ def split_samples(
             share = cum / len(samples)
             role[y] = "train" if share < 0.8 else "val" if share < 0.9 else "test"
             cum += counts[y]
+        if len(years) == 2:
+            later = sorted({_patient_of(s) for s in samples if _year(s.current) == years[1]})
+            random.Random(seed).shuffle(later)
+            test = set(later[: len(later) // 2])
+            out = {name: [] for name in SPLITS}
+            for s in samples:
+                if _year(s.current) == years[0]:
+                    out["train"].append(s)
+                else:
+                    out["test" if _patient_of(s) in test else "val"].append(s)
+            return out
         out = {name: [s for s in samples if role[_year(s.current)] == name] for name in SPLITS}
         if not out["test"] or not out["train"]:
-            raise LeaderError(f"--split temporal needs visits from at least 3 periods; found {', '.join(years)}")
+            raise LeaderError(
+                f"--split temporal cannot leave earlier periods for training and later ones for testing "
+                f"(periods: {', '.join(years)}); it needs 2 periods, or 3+ with the earliest under 80% of the samples"
+            )
         return out
+    if how == "site":
+        return _site_split(samples, seed)
     if how == "external":
         if external is None:
             raise LeaderError("--split external needs --external-data DIR (another prepared dataset)")
@@ -126,4 +149,47 @@ def split_samples(
             "val": [s for s in samples if _patient_of(s) in val],
             "test": test,
         }
-    raise LeaderError(f"--split must be random, temporal or external, got '{how}'")
+    raise LeaderError(f"--split must be random, temporal, site or external, got '{how}'")
+
+
+def _site_split(samples: list[Sample], seed: int) -> dict[str, list[Sample]]:
+    """Hold out hospitals: see ``site`` in the module docstring."""
+    missing = sum(1 for s in samples if not s.current.get("site"))
+    if missing:
+        raise LeaderError(
+            f"--split site needs every visit's 'site' (its hospital); {missing} sample(s) have none: "
+            'prepare the data with `leader data eicu` or add "site" to the visits of your JSONL'
+        )
+    parent: dict[str, str] = {}
+
+    def find(site: str) -> str:
+        while parent.setdefault(site, site) != site:
+            parent[site] = parent[parent[site]]
+            site = parent[site]
+        return site
+
+    first_site: dict[int, str] = {}
+    for s in samples:  # hospitals of one patient join one group
+        for visit in s.visits:
+            site = str(visit.get("site") or s.current["site"])
+            patient = _patient_of(s)
+            parent[find(site)] = find(first_site.setdefault(patient, site))
+    counts: dict[str, int] = {}
+    for s in samples:
+        group = find(str(s.current["site"]))
+        counts[group] = counts.get(group, 0) + 1
+    groups = sorted(counts)
+    if len(groups) < 3:
+        raise LeaderError(f"--split site needs visits from at least 3 hospitals; found {len(groups)}")
+    random.Random(seed).shuffle(groups)
+    role, filled, target = {}, {"test": 0, "val": 0}, max(1, len(samples) // 10)
+    for group in groups:
+        part = next((p for p in ("test", "val") if filled[p] < target), "train")
+        if part != "train" and len(role) == len(groups) - 1:
+            part = "train"  # keep at least one hospital group for training
+        role[group] = part
+        filled[part] = filled.get(part, 0) + counts[group]
+    out = {name: [] for name in SPLITS}
+    for s in samples:
+        out[role[find(str(s.current["site"]))]].append(s)
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from leader.encoding import MIN_PATIENTS
 from leader.errors import LeaderError
 
 
@@ -44,7 +45,7 @@ class DistillConfig:
     seed: int = 0
     """Seed of initialisation, shuffling and dropout."""
     split: str | None = None
-    """random | temporal | external; None = the teacher's split (random without a teacher)."""
+    """random | temporal | site | external; None = the teacher's split (random without a teacher)."""
     split_seed: int | None = None
     """Seed of a random split; None = the teacher's (0 without a teacher)."""
     target: str | None = None
@@ -65,6 +66,9 @@ class DistillConfig:
     """Most recent visits kept per sample."""
     max_codes: int = 40
     """Codes kept per visit and type."""
+    min_patients: int = MIN_PATIENTS
+    """A code or profile value enters the vocabularies only when this many distinct training patients
+    carry it (`leader.encoding.MIN_PATIENTS`); rarer ones read as unknown or ``FIELD=OTHER``."""
     threads: int = 1
     """torch CPU threads (0 = torch's default). The student's matrices are small: on the shared
     2-core machine a training step took 108 ms with one thread and 450 ms with two."""
@@ -87,6 +91,7 @@ class DistillConfig:
             ("--epochs", self.epochs),
             ("--batch-size", self.batch_size),
             ("--patience", self.patience),
+            ("--min-patients", self.min_patients),
         ):
             if value < 1:
                 raise LeaderError(f"{flag} must be at least 1, got {value}")

@@ -27,9 +27,10 @@ from leader.cohort import Dataset, load_dataset
 from leader.encoding import Encoder
 from leader.errors import LeaderError
 from leader.evaluate import score, write_metrics
-from leader.io import atomic_dir, atomic_path, write_json, write_text
+from leader.io import atomic_dir, atomic_path, claim_out, write_json, write_text
 from leader.metrics import pr_auc_samples
 from leader.runinfo import check_same_dataset, read_run, write_run
+from leader.safejson import loads
 from leader.samples import Sample, split_samples
 
 from .batches import INPUTS, EncodedSamples, length_batches, predict
@@ -42,7 +43,7 @@ STATE = "state.pt"
 # settings that change the training trajectory: a resumed run must agree on all of them
 _FINGERPRINT = (
     "alpha beta tau kd_standardize kd_layer kd_proj batch_size lr weight_decay seed dim hidden heads dropout max_visits "
-    "max_codes no_teacher"
+    "max_codes min_patients no_teacher"
 ).split()
 
 
@@ -99,6 +100,8 @@ class KDTargets:
 
 def _start_state(cfg: DistillConfig, out: Path, partial: Path, fingerprint: dict) -> dict | None:
     """Check the output folder; return the saved state when resuming (None for a fresh run)."""
+    if partial.is_symlink():
+        raise LeaderError(f"{partial} is a symbolic link; remove it (a run writes its work folder only in place)")
     if not cfg.resume:
         if out.exists() and not cfg.overwrite:
             raise LeaderError(f"{out} already exists: choose another --out, pass --overwrite, or --resume it")
@@ -114,7 +117,7 @@ def _start_state(cfg: DistillConfig, out: Path, partial: Path, fingerprint: dict
         state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as err:  # a truncated or foreign file: torch raises many types
         raise LeaderError(f"{path} is corrupt ({type(err).__name__}); remove it and run without --resume") from None
-    saved = json.loads(state["fingerprint"])
+    saved = loads(state["fingerprint"])
     changed = sorted(k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k))
     if changed:
         raise LeaderError(f"--resume with other settings than the saved run ({', '.join(changed)}); use the same flags")
@@ -160,8 +163,11 @@ def run(cfg: DistillConfig) -> Path:
     threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    # --resume continues (and at the end replaces) the finished run at --out, as --overwrite would
+    inputs = [cfg.data, cfg.teacher, cfg.external_data]
     try:
-        return _run(cfg)
+        with claim_out(cfg.out, overwrite=cfg.overwrite or cfg.resume, inputs=inputs, marker="run.json"):
+            return _run(cfg)
     finally:
         torch.set_num_threads(threads)
 
@@ -183,7 +189,7 @@ def _run(cfg: DistillConfig) -> Path:
     fingerprint.update(dataset_sha256=dataset.sha256, split=split, teacher=teacher and str(Path(cfg.teacher).resolve()))
     state = _start_state(cfg, out, partial, fingerprint)
 
-    encoder = Encoder.fit(splits["train"], dataset.medications, cfg.max_visits, cfg.max_codes)
+    encoder = Encoder.fit(splits["train"], dataset.medications, cfg.max_visits, cfg.max_codes, cfg.min_patients)
     train, val = EncodedSamples(encoder, splits["train"]), EncodedSamples(encoder, splits["val"])
     kd = KDTargets(cfg, dataset, splits["train"]) if cfg.use_kd else None
     v = encoder.vocabs
@@ -203,7 +209,7 @@ def _run(cfg: DistillConfig) -> Path:
         optimizer.load_state_dict(state["optimizer"])
         best, progress = state["best"], {k: state[k] for k in progress}
         lines = (partial / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-        history = [json.loads(line) for line in lines][: progress["epoch"]]
+        history = [loads(line) for line in lines][: progress["epoch"]]
 
     bar = tqdm(range(progress["epoch"], cfg.epochs), desc="distill", unit="epoch", file=sys.stderr,
                disable=not cfg.progress, initial=progress["epoch"], total=cfg.epochs)  # fmt: skip
@@ -237,7 +243,7 @@ def _run(cfg: DistillConfig) -> Path:
     if teacher is not None:
         standardized = kd is not None and cfg.kd_standardize
         teacher_info = {"path": str(cfg.teacher), "name": teacher.get("name"), "kd_standardized": standardized}
-    with atomic_dir(out, overwrite=True) as tmp:
+    with atomic_dir(out, overwrite=cfg.overwrite or cfg.resume, marker="run.json") as tmp:
         write_run(tmp, "student", cfg.label, dataset, split, thresholds, cfg.to_dict(), teacher=teacher_info,
                   best_epoch=progress["best_epoch"], epochs_run=progress["epoch"])  # fmt: skip
         config = {"student": student_cfg.to_dict(), "distill": cfg.to_dict(), "teacher": teacher_info}

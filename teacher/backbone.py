@@ -122,7 +122,7 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
         del model.config.quantization_config
     if getattr(model.config, "_name_or_path", None):
         model.config._name_or_path = gguf.stem
-    with atomic_dir(out, overwrite=True) as tmp:
+    with atomic_dir(out, overwrite=True, marker="SOURCE") as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "SOURCE").write_text(f"converted from {gguf.name} (sha256 {out.name}) by leader\n", encoding="utf-8")

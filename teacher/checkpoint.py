@@ -59,7 +59,7 @@ def save_checkpoint(
     import torch
     from safetensors.torch import save_file
 
-    with atomic_dir(Path(out) / CHECKPOINT, overwrite=True) as tmp:
+    with atomic_dir(Path(out) / CHECKPOINT, overwrite=True, marker="state.json") as tmp:
         save_file(trainable, tmp / "trainable.safetensors")
         if best is not None:
             save_file(best, tmp / "best.safetensors")

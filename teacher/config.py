@@ -56,7 +56,7 @@ class TeachConfig:
     notes: bool = True
     """Include the admission note sections when present."""
     split: str = "random"
-    """random (by patient 8:1:1), temporal or external."""
+    """random (by patient 8:1:1), temporal, site (held-out hospitals) or external."""
     seed: int = 0
     """Seed of the split, the batch order, dropout and initialisation."""
     target: str = "all"

@@ -69,7 +69,7 @@ def ensure_features(teacher_dir: str | Path, dataset, batch_size: int = 16, prog
         "n_medications": int(logits.shape[1]),
         "precision": "bf16" if teacher.autocast is not None else "fp32",
     }
-    with atomic_dir(folder, overwrite=True) as tmp:
+    with atomic_dir(folder, overwrite=True, marker=INDEX_FILE) as tmp:
         tensors = {
             "hidden": torch.from_numpy(hidden.astype(np.float16)),
             "logits": torch.from_numpy(logits.astype(np.float32)),

@@ -25,8 +25,9 @@ import numpy as np
 from safetensors.torch import save_file
 
 from leader.evaluate import score, write_metrics
-from leader.io import write_json, write_text
+from leader.io import read_json, write_json, write_text
 from leader.runinfo import versions, write_run
+from leader.safejson import loads
 
 from .infer import TEACHER_FORMAT, gather_logits, load_teacher
 from .prompt import encode
@@ -104,7 +105,7 @@ def score_and_finish(cfg, accelerator, dataset, splits, backbone) -> None:
     if not accelerator.is_main_process:
         return
     thresholds, metrics = score(probs["val"], probs["test"], splits["val"], splits["test"], dataset)
-    info = json.loads((cfg.out / "teacher.json").read_text(encoding="utf-8"))
+    info = read_json(cfg.out / "teacher.json", "teacher.json")
     info["threshold"] = thresholds
     write_json(cfg.out / "teacher.json", info)
     write_metrics(cfg.out, metrics)
@@ -133,5 +134,5 @@ def trim_log(path: Path, step: int) -> None:
     if not path.is_file():
         return
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+    kept = [line for line in lines if loads(line).get("step", 0) <= step]
     write_text(path, "".join(line + "\n" for line in kept))

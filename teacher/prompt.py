@@ -13,9 +13,11 @@
 
 Every history line carries *its own* visit's codes (LEADER's released template repeats the current
 visit's diagnoses there; DESIGN.md says not to). Codes appear as titles from the dataset's
-vocab.json; a code without a title appears as itself. At most `max_history` earlier visits are
-shown (the newest ones), but the count line gives the true number. The fixed last line puts the
-same token at the end of every prompt, the one the medication head reads.
+vocab.json; a medication label without one that is an ATC code gets its WHO name
+(`leader.data.atc.label_title`: "C07A" -> "beta blocking agents"); any other code appears as itself.
+At most `max_history` earlier visits are shown (the newest ones), but the count line gives the true
+number. The fixed last line puts the same token at the end of every prompt, the one the medication
+head reads.
 
 Truncation to `max_tokens`: drop the oldest shown visit first, then shorten the note sections
 (longest first, evenly), never the current visit: a current visit that alone exceeds the budget
@@ -27,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from leader.cohort import NOTE_SECTIONS, PROFILE_FIELDS
+from leader.data.atc import label_title
 
 SUFFIX = "Medications to prescribe:"
 SECTION_NAMES = {
@@ -94,10 +97,10 @@ def _age(value) -> int | None:
         return None
 
 
-def _titles(codes: list[str], titles: dict[str, str]) -> str:
+def _titles(codes: list[str], titles: dict[str, str], title_of=None) -> str:
     seen: list[str] = []
     for code in codes:
-        title = str(titles.get(code) or code).strip()
+        title = title_of(code, titles) if title_of else str(titles.get(code) or code).strip()
         if title not in seen:
             seen.append(title)
     return "; ".join(seen) if seen else "none"
@@ -107,7 +110,7 @@ def _history_line(k: int, total: int, visit: dict, titles: dict[str, str]) -> st
     return (
         f"Visit {k} of {total}: diagnoses: {_titles(visit['diagnoses'], titles)}; "
         f"procedures: {_titles(visit['procedures'], titles)}; "
-        f"medications: {_titles(visit['medications'], titles)}."
+        f"medications: {_titles(visit['medications'], titles, label_title)}."
     )
 
 

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from leader.cohort import load_dataset
 from leader.errors import LeaderError
-from leader.io import write_json
+from leader.io import lock_out, read_json, write_json
 from leader.metrics import jaccard_samples, labels_matrix, pr_auc_samples, tune_threshold
 from leader.samples import split_samples
 
@@ -110,14 +110,14 @@ def _prepare_folder(cfg: TeachConfig, dataset_sha: str) -> bool:
     path = out / "config.json"
     if not path.is_file():
         raise LeaderError(f"{out} is not a teacher run (no config.json); choose another --out")
-    old = TeachConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    old = TeachConfig.from_dict(read_json(path, "teacher config.json"))
     changed = cfg.differences(old)
     if changed:
         flags = ", ".join("--" + name.replace("_", "-") for name in changed)
         raise LeaderError(f"cannot resume {out} with other options ({flags} differ); use the options of the first run")
     run_json = out / "run.json"
     if run_json.is_file():
-        if json.loads(run_json.read_text(encoding="utf-8")).get("dataset", {}).get("sha256") != dataset_sha:
+        if read_json(run_json, "teacher run.json").get("dataset", {}).get("sha256") != dataset_sha:
             raise LeaderError(f"{out} was trained on another dataset than {cfg.data}")
         return True
     return False
@@ -125,6 +125,12 @@ def _prepare_folder(cfg: TeachConfig, dataset_sha: str) -> bool:
 
 def run(cfg: TeachConfig) -> Path:
     """Train a teacher into `cfg.out` and return the folder (see the module docstring)."""
+    first = os.environ.get("RANK", "0") == "0"  # under `accelerate launch` process 0 locks --out for all
+    with lock_out(cfg.out) if first else contextlib.nullcontext():
+        return _run(cfg)
+
+
+def _run(cfg: TeachConfig) -> Path:
     dataset = load_dataset(cfg.data)
     external = load_dataset(cfg.external_data) if cfg.external_data is not None else None
     splits = split_samples(dataset, cfg.split, cfg.seed, cfg.target, external)

@@ -89,7 +89,7 @@ def test_tune_top_k_by_hand():
 
 def test_features_by_hand(hand_dataset):
     samples = make_samples(hand_dataset)
-    features = Features.fit(samples[:4], MEDS)  # p1 v1, p2 v1-v3
+    features = Features.fit(samples[:4], MEDS, min_patients=1)  # p1 v1, p2 v1-v3
     assert features.tokens["diagnoses"] == ["ICD9:25000", "ICD9:2724", "ICD9:4019", "ICD9:42731", "ICD9:486"]
     assert features.tokens["procedures"] == ["ICD9P:3893", "ICD9P:9904"]
     indptr, indices = features.rows(samples)
@@ -141,7 +141,7 @@ def test_per_med_and_target_last(rule_dataset_path, tmp_path):
         ({"method": "knn"}, "--method must be frequency or logistic"),
         ({"method": "frequency", "per_med": True}, "--per-med goes with --method logistic"),
         ({"epochs": 0}, "--epochs must be at least 1"),
-        ({"split": "sideways"}, "--split must be random, temporal or external"),
+        ({"split": "sideways"}, "--split must be random, temporal, site or external"),
     ],
 )
 def test_bad_options(rule_dataset_path, tmp_path, kwargs, message):

@@ -99,7 +99,7 @@ def test_profile_tokens_cap_age():
 
 def test_encoder_shapes_and_unknowns(hand_dataset):
     samples = make_samples(hand_dataset)
-    enc = Encoder.fit(samples[:4], hand_dataset.medications, max_visits=2, max_codes=5)
+    enc = Encoder.fit(samples[:4], hand_dataset.medications, max_visits=2, max_codes=5, min_patients=1)
     arrays = enc.encode_samples(samples)
     assert arrays["diagnoses"].shape == (7, 2, 2)
     assert arrays["visit_mask"].tolist()[3] == [1.0, 1.0]  # 3 visits truncated to the last 2

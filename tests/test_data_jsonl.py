@@ -74,7 +74,8 @@ def test_jsonl_export_is_cleaned_and_written(tmp_path):
         json.dumps({"titles": {"ICD10:I10": "Essential (primary) hypertension", "C07A": "Beta blocking agents"}})
     )
     out = tmp_path / "prepared"
-    assert main(["data", "jsonl", "--input", str(source), "--out", str(out), "--vocab", str(vocab)]) == 0
+    args = ["data", "jsonl", "--input", str(source), "--out", str(out), "--vocab", str(vocab), "--min-patients", "1"]
+    assert main(args) == 0
     data = load_dataset(out)
     assert [p["patient_id"] for p in data.patients] == ["a", "b"]
     assert [v["visit_id"] for v in data.patients[0]["visits"]] == ["a1", "a2"]  # sorted by time
@@ -87,6 +88,8 @@ def test_jsonl_export_is_cleaned_and_written(tmp_path):
     assert m["drops"] == {
         "visits": {"no_codes": 1, "no_medication": 1, "no_top_medication": 0},
         "patients": {"no_visit_left": 1},
+        "codes": {"malformed": 0, "malformed_by_system": {}},
+        "medications": {"blank": 0},
     }
     assert m["visits_with_note"] == 1 and m["codes_without_title"] == 3
 
@@ -109,7 +112,7 @@ def test_fixed_medication_list(tmp_path):
         ("{not json", "line 2 is not valid JSON"),
         (
             json.dumps({"patient_id": "x", "profile": {}, "visits": [_visit("x1", "2020", ["I10"], ["C07A"])]}),
-            "line 2, visit 1: code 'I10' in 'diagnoses' lacks a system prefix",
+            "line 2, visit 1, 'diagnoses': code 'I10' lacks a system prefix; write codes as SYSTEM:VALUE",
         ),
         (
             json.dumps({"patient_id": "x", "visits": [_visit("x1", "2020", ["ICD10:I10"], ["C07A"])]}),

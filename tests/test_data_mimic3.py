@@ -1,11 +1,11 @@
-"""`leader data mimic3` on the real MIMIC-III demo (shared/data beside the repository)."""
+"""`leader data mimic3` on the real MIMIC-III demo: the vendored ten-patient extract (always), and
+the whole demo from the shared data folder for its exact counts (tests/conftest.py: shared_data)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -13,12 +13,9 @@ from leader.cli import main
 from leader.cohort import load_dataset
 from leader.data.common import MimicConfig
 from leader.data.mimic3 import run
+from tests.conftest import MIMIC3_SUBSET, shared_data
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-DEMO = SHARED / "mimic-iii-demo-1.4"
-NDC_MAP = SHARED / "drug-maps" / "ndc2RXCUI.txt"
-DDI = SHARED / "drug-maps" / "ddi_atc3_pairs_safedrug.csv"
-pytestmark = pytest.mark.skipif(not DEMO.is_dir(), reason="MIMIC-III demo not found beside the repository")
+SUBSET_NDC_MAP = MIMIC3_SUBSET / "ndc2RXCUI.txt"
 
 # a hand-made RXCUI2atc4.csv for a few demo drugs (GAMENet's column layout); 313782 twice: first row wins
 ATC_ROWS = """RXCUI,YEAR,MONTH,NDC,ATC4
@@ -39,9 +36,25 @@ ATC_ROWS = """RXCUI,YEAR,MONTH,NDC,ATC4
 
 
 @pytest.fixture(scope="module")
-def demo_name(tmp_path_factory):
+def demo_root():
+    """The whole MIMIC-III demo (100 patients)."""
+    return shared_data("mimic-iii-demo-1.4")
+
+
+@pytest.fixture(scope="module")
+def ndc_map():
+    return shared_data("drug-maps", "ndc2RXCUI.txt")
+
+
+@pytest.fixture(scope="module")
+def ddi_file():
+    return shared_data("drug-maps", "ddi_atc3_pairs_safedrug.csv")
+
+
+@pytest.fixture(scope="module")
+def demo_name(tmp_path_factory, demo_root, ndc_map):
     out = tmp_path_factory.mktemp("m3") / "demo"
-    assert main(["data", "mimic3", "--root", str(DEMO), "--out", str(out), "--ndc-map", str(NDC_MAP)]) == 0
+    assert main(["data", "mimic3", "--root", str(demo_root), "--out", str(out), "--ndc-map", str(ndc_map)]) == 0
     return load_dataset(out)
 
 
@@ -60,14 +73,18 @@ def test_demo_counts_and_drop_reasons(demo_name):
     }
     assert m["drops"]["patients"] == {"no_admission": 0, "no_visit_left": 6}
     assert m["medication_coding"] == "name"
-    assert m["medication_labels_before_top"] == 406
+    assert m["medication_labels_before_top"] == 396  # names normalised by leader.data.atc.normalize_drug_name
     # shared/data/README.md: ndc2RXCUI covers 86% of the demo's prescription rows; name coding keeps those rows
     assert m["coverage"] == {
         "prescription_rows": 10398,
         "mapped_rows": 8896,
         "mapped_share": 0.8555,
         "ndc_rxcui_share": 0.8555,
+        "unmapped_top": m["coverage"]["unmapped_top"],
     }
+    assert (
+        m["coverage"]["unmapped_top"][0] == ["Iso-Osmotic Dextrose", 265] and len(m["coverage"]["unmapped_top"]) == 30
+    )
     assert m["source"] == "mimic3" and m["codes_without_title"] == 22 and m["visits_with_note"] == 0
 
 
@@ -107,7 +124,7 @@ def test_demo_cohort_content(demo_name):
     assert [counts[m] for m in demo_name.medications] == sorted(counts.values(), reverse=True)[:300]
 
 
-def test_atc3_path_with_hand_made_map(tmp_path):
+def test_atc3_path_with_hand_made_map(tmp_path, demo_root, ndc_map, ddi_file):
     atc = tmp_path / "RXCUI2atc4.csv"
     atc.write_text(ATC_ROWS)
     out = tmp_path / "atc3"
@@ -116,15 +133,15 @@ def test_atc3_path_with_hand_made_map(tmp_path):
             "data",
             "mimic3",
             "--root",
-            str(DEMO),
+            str(demo_root),
             "--out",
             str(out),
             "--ndc-map",
-            str(NDC_MAP),
+            str(ndc_map),
             "--atc-map",
             str(atc),
             "--ddi",
-            str(DDI),
+            str(ddi_file),
         ]
     )
     assert code == 0
@@ -132,21 +149,21 @@ def test_atc3_path_with_hand_made_map(tmp_path):
     m = data.manifest
     assert m["medication_coding"] == "atc3"
     assert data.medications == ["B01A", "N02B", "C03C", "J01X", "A12B", "C07A", "J01M", "C10A", "C09A"]
-    assert data.titles["C07A"] == "Beta blocking agents" and data.titles["N02B"] == "Other analgesics and antipyretics"
+    assert data.titles["C07A"] == "beta blocking agents" and data.titles["N02B"] == "other analgesics and antipyretics"
     assert m["counts"] == {"patients": 89, "visits": 117, "medications": 9, "ddi_pairs": 9}
     assert m["drops"]["visits"]["no_prescription"] == 7 and m["drops"]["visits"]["no_mapped_medication"] == 5
     assert m["drops"]["patients"]["no_visit_left"] == 11
     assert m["coverage"]["mapped_rows"] == 977 and m["coverage"]["ndc_rxcui_share"] == 0.8555
     assert "N02A" not in {med for p in data.patients for v in p["visits"] for med in v["medications"]}
-    with open(DDI) as handle:
+    with open(ddi_file) as handle:
         safedrug = {tuple(sorted(row)) for row in list(csv.reader(handle))[1:]}
     labels = set(data.medications)
     assert set(data.ddi) == {p for p in safedrug if set(p) <= labels}
     assert ("A12B", "C07A") in data.ddi
 
 
-def test_top_meds_limits_labels(tmp_path):
-    cfg = MimicConfig(root=DEMO, out=tmp_path / "top5", ndc_map=NDC_MAP, top_meds=5)
+def test_top_meds_limits_labels(tmp_path, demo_root, ndc_map):
+    cfg = MimicConfig(root=demo_root, out=tmp_path / "top5", ndc_map=ndc_map, top_meds=5)
     data = load_dataset(run(cfg))
     assert data.medications == ["heparin", "potassium chloride", "acetaminophen", "docusate", "pantoprazole"]
     dropped = data.manifest["drops"]["visits"]["no_top_medication"]
@@ -154,9 +171,27 @@ def test_top_meds_limits_labels(tmp_path):
     assert all(set(v["medications"]) <= set(data.medications) for p in data.patients for v in p["visits"])
 
 
+def test_subset_counts_and_drops(tmp_path):
+    """The vendored extract: 10 patients, 13 admissions, two of them without any prescription row
+    (10011's only admission, one of 10117's), so 11 visits of 9 patients are left."""
+    out = tmp_path / "subset"
+    assert (
+        main(["data", "mimic3", "--root", str(MIMIC3_SUBSET), "--out", str(out), "--ndc-map", str(SUBSET_NDC_MAP)]) == 0
+    )
+    data = load_dataset(out)
+    m = data.manifest
+    assert m["counts"]["patients"] == 9 and m["counts"]["visits"] == 11
+    assert m["drops"]["visits"]["no_prescription"] == 2 and m["drops"]["patients"]["no_visit_left"] == 1
+    patients = {p["patient_id"]: p for p in data.patients}
+    assert "10011" not in patients and [v["visit_id"] for v in patients["10006"]["visits"]] == ["142345"]
+    assert len(patients["10117"]["visits"]) == 1 and len(patients["10119"]["visits"]) == 2
+    assert {"metoprolol", "warfarin", "acetaminophen"} <= set(patients["10006"]["visits"][0]["medications"])
+    assert patients["10006"]["visits"][0]["diagnoses"][:3] == ["ICD9:99591", "ICD9:99662", "ICD9:5672"]
+
+
 def test_noteevents_sections(tmp_path):
     root = tmp_path / "demo"
-    shutil.copytree(DEMO, root)
+    shutil.copytree(MIMIC3_SUBSET, root)
     report = (
         "Admission Date:  [**2164-10-23**]\\nAllergies:\\nPenicillins\\n\\nAttending:[**First Name3 (LF) 1**]\\n"
         "Chief Complaint:\\nfever\\n\\nHistory of Present Illness:\\n70F with fever.\\nIn the ED, initial vitals: T 101.\\n\\n"
@@ -183,7 +218,7 @@ def test_noteevents_sections(tmp_path):
         writer = csv.writer(handle)
         writer.writerow(["ROW_ID", "SUBJECT_ID", "HADM_ID", "CHARTDATE", "CATEGORY", "DESCRIPTION", "ISERROR", "TEXT"])
         writer.writerows(rows)
-    data = load_dataset(run(MimicConfig(root=root, out=tmp_path / "notes", ndc_map=NDC_MAP)))
+    data = load_dataset(run(MimicConfig(root=root, out=tmp_path / "notes", ndc_map=SUBSET_NDC_MAP)))
     notes = {v["visit_id"]: v["note"] for p in data.patients for v in p["visits"] if v["note"]}
     assert list(notes) == ["142345"]
     assert notes["142345"] == {

@@ -165,7 +165,7 @@ def test_atc3_with_notes(mimic4, tmp_path):
     assert data.titles["ICD9:486"] == "Pneumonia, organism unspecified"
     assert data.titles["ICD10:I10"] == "Essential (primary) hypertension"
     assert data.titles["ICD10P:027034Z"].startswith("Dilation of coronary artery")
-    assert data.titles["J01D"] == "Other beta-lactam antibacterials"
+    assert data.titles["J01D"] == "other beta-lactam antibacterials"
     m = data.manifest
     assert m["drops"]["visits"] == {
         "no_patient_row": 1,
@@ -176,7 +176,10 @@ def test_atc3_with_notes(mimic4, tmp_path):
         "no_top_medication": 0,
     }
     assert m["drops"]["patients"] == {"no_admission": 1, "no_visit_left": 1}
-    assert m["coverage"] == {"prescription_rows": 10, "mapped_rows": 8, "mapped_share": 0.8, "ndc_rxcui_share": 0.8}
+    assert m["coverage"] == {"prescription_rows": 10, "mapped_rows": 8, "mapped_share": 0.8, "ndc_rxcui_share": 0.8} | {
+        "unmapped_top": m["coverage"]["unmapped_top"]
+    }
+    assert sum(rows for _, rows in m["coverage"]["unmapped_top"]) == 2
     assert m["visits_with_note"] == 1 and m["source"] == "mimic4"
 
 

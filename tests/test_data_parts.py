@@ -78,7 +78,7 @@ def test_read_ddi_pairs(tmp_path):
 
 def test_label_titles():
     titles = label_titles(["C07A", "Z99Z"], "atc3")
-    assert titles == {"C07A": "Beta blocking agents", "Z99Z": "Z99Z"}
+    assert titles == {"C07A": "beta blocking agents", "Z99Z": "Z99Z"}
     assert label_titles(["metoprolol"], "name") == {"metoprolol": "metoprolol"}
 
 

@@ -5,18 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 from leader.cli import main
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-@pytest.fixture(scope="module")
-def quick_demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "quick"
-    assert main(["demo", "--quick", "--patients", "120", "--out", str(out)]) == 0
-    return out
 
 
 def test_quick_demo_writes_every_stage(quick_demo, capsys):

@@ -1,8 +1,8 @@
 """`leader export --onnx`: dynamic shapes, parity with torch, metadata, the int8 check.
 
-The chain (`chain`) runs once per session on the rule dataset: `leader distill --no-teacher` (tiny
-student, ~10 s) then `leader export --onnx --int8 --force` (~15-30 s); tests here and in
-test_runtime*.py share its files.
+The chain (tests/conftest.py: `chain`, fixtures `student_dir` and `exported`) runs once per session
+on the rule dataset: `leader distill --no-teacher` (tiny student, ~10 s) then `leader export --onnx
+--int8 --force` (~15-30 s); tests here and in test_runtime*.py share its files.
 """
 
 from __future__ import annotations
@@ -20,48 +20,7 @@ from leader.export.onnx_export import PARITY_TOL, max_parity_error, parity_cases
 from leader.export.quantize import quantize_checked
 from leader.export.runtime import PREFIX, Recommender
 from leader.io import read_json
-from tests.conftest import rule_patients
-
-_CHAIN: dict = {}
-
-
-def chain(tmp_path_factory, rule_dataset_path):
-    """(student folder, model.onnx): `leader distill --no-teacher` (a real, tiny student) then
-    `leader export --onnx --int8 --force`; built once per session whichever module asks first."""
-    if not _CHAIN:
-        student = tmp_path_factory.mktemp("student") / "student"
-        argv = [
-            "distill",
-            "--data",
-            str(rule_dataset_path),
-            "--out",
-            str(student),
-            "--no-teacher",
-            "--epochs",
-            "30",
-            "--dim",
-            "16",
-            "--hidden",
-            "32",
-            "--heads",
-            "2",
-            "--no-progress",
-        ]
-        assert main(argv) == 0
-        path = tmp_path_factory.mktemp("onnx") / "model.onnx"
-        assert main(["export", "--onnx", "--student", str(student), "--out", str(path), "--int8", "--force"]) == 0
-        _CHAIN.update(student=student, onnx=path)
-    return _CHAIN["student"], _CHAIN["onnx"]
-
-
-@pytest.fixture(scope="session")
-def student_dir(tmp_path_factory, rule_dataset_path):
-    return chain(tmp_path_factory, rule_dataset_path)[0]
-
-
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory, rule_dataset_path):
-    return chain(tmp_path_factory, rule_dataset_path)[1]
+from tests.conftest import chain, rule_patients  # noqa: F401 (chain: other modules import it from here)
 
 
 def test_export_writes_two_checked_files_with_dynamic_axes(exported):
@@ -160,12 +119,34 @@ def test_export_refuses_bad_input_before_writing(student_dir, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["student"]
 
 
-def test_encoder_roundtrip_matches_runtime_encoding(exported, student_dir):
-    """The runtime reads the current visit's medications as nothing, as training did."""
+def test_current_visit_medications_never_reach_the_model(exported, student_dir):
+    """Training (`Encoder.encode` of samples, whose current visit still lists its drugs) and the
+    runtime read the current visit's medications as nothing: whatever it lists changes no input
+    and no probability. The drugs of earlier visits are input, one visit later."""
     rec = Recommender(exported)
     encoder = Encoder.from_dict(read_json(student_dir / "encoder.json"))
     patients = rule_patients(10, seed=9)
-    ours = rec.encode(patients)
-    theirs = encoder.encode([p["profile"] for p in patients], [p["visits"] for p in patients])
+
+    def listing(meds):
+        return [{**p, "visits": [*p["visits"][:-1], {**p["visits"][-1], "medications": meds}]} for p in patients]
+
+    def training_encode(ps):
+        return encoder.encode([p["profile"] for p in ps], [p["visits"] for p in ps])
+
+    nothing, everything = listing([]), listing(list(encoder.medications))
+    for encode in (training_encode, rec.encode):
+        a, b = encode(nothing), encode(everything)
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    ours, theirs = rec.encode(everything), training_encode(everything)
     for key in ours:
-        np.testing.assert_array_equal(ours[key], theirs[key])
+        np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
+    np.testing.assert_array_equal(rec.predict(nothing), rec.predict(everything))
+    # visit j shows the drugs of visit j - 1 (none at the first visit)
+    vocab = encoder.vocabs["medications"]
+    shown = theirs["medications"]
+    assert sum(len(p["visits"]) > 1 for p in patients) >= 3
+    for b, patient in enumerate(everything):
+        for j in range(len(patient["visits"])):
+            want = vocab.encode(patient["visits"][j - 1]["medications"][: encoder.max_codes]) if j else []
+            assert list(shown[b, j, : len(want)]) == want and not shown[b, j, len(want) :].any(), (b, j)

@@ -59,5 +59,23 @@ def test_readme_command_parses(words):
         command = command.commands[name]
     if hasattr(command, "commands") and args and not args[0].startswith("-"):
         pytest.fail(f"unknown subcommand in README: leader {' '.join(words)}")
-    context = command.make_context("leader " + " ".join(words[: len(words) - len(args)]), args)
-    assert context.params is not None
+    context = command.make_context(
+        "leader " + " ".join(words[: len(words) - len(args)]), list(args)
+    )  # click empties it
+    # every option the README passes reaches the parameter it names, with the README's value
+    by_flag = {flag: p for p in command.params for flag in (*p.opts, *p.secondary_opts)}
+    for i, word in enumerate(args):
+        if not word.startswith("--"):
+            continue
+        flag, _, inline = word.partition("=")
+        param = by_flag.get(flag)
+        assert param is not None, f"{flag} is not an option of leader {' '.join(words)}"
+        got = context.params[param.name]
+        if param.is_flag:
+            assert got == (flag in param.opts), flag
+        else:
+            given = inline or args[i + 1]
+            if param.multiple:
+                assert param.process_value(context, (given,))[0] in got, (flag, got, given)
+            else:
+                assert got == param.process_value(context, given), (flag, got, given)

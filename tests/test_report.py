@@ -19,6 +19,7 @@ def baseline_runs(rule_dataset_path, tmp_path_factory):
     return [run_baseline(BaselineConfig(rule_dataset_path, root / m, method=m)) for m in ("frequency", "logistic")]
 
 
+@pytest.mark.slow
 def test_report_is_self_contained(baseline_runs, tmp_path):
     bench = tmp_path / "bench.json"
     bench.write_text(

@@ -14,17 +14,6 @@ from leader.errors import LeaderError
 from leader.export.onnx_export import set_metadata, torch_probs
 from leader.export.runtime import FORMAT_VERSION, PREFIX, Recommender
 from tests.conftest import hand_patients, rule_patients
-from tests.test_export import chain
-
-
-@pytest.fixture(scope="session")
-def student_dir(tmp_path_factory, rule_dataset_path):
-    return chain(tmp_path_factory, rule_dataset_path)[0]
-
-
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory, rule_dataset_path):
-    return chain(tmp_path_factory, rule_dataset_path)[1]
 
 
 def with_meta(src, dst, drop=(), **values):

@@ -11,17 +11,6 @@ from leader.cli import main
 from leader.export.bench import TARGETS
 from leader.export.runtime import Recommender
 from tests.conftest import rule_patients
-from tests.test_export import chain
-
-
-@pytest.fixture(scope="session")
-def student_dir(tmp_path_factory, rule_dataset_path):
-    return chain(tmp_path_factory, rule_dataset_path)[0]
-
-
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory, rule_dataset_path):
-    return chain(tmp_path_factory, rule_dataset_path)[1]
 
 
 def _lines(path):
@@ -129,34 +118,9 @@ def test_bench_measures_every_engine_and_a_torch_free_process(exported, student_
     assert "onnx_fp32" in table and "teacher: skipped" in table
 
 
-def test_bench_times_the_teacher_per_visit(exported, student_dir, rule_dataset_path, tmp_path, capsys):
-    """A tiny random Llama teacher (1 layer, hidden 16) through `leader teach`, then `--teacher`."""
-    from leader.cohort import load_dataset
-    from leader.teacher.tiny import make_tiny_backbone, tiny_texts
-
-    backbone = make_tiny_backbone(tmp_path / "llama", tiny_texts([load_dataset(rule_dataset_path)]))
-    teacher = tmp_path / "teacher"
-    assert (
-        main(
-            [
-                "teach",
-                "--data",
-                str(rule_dataset_path),
-                "--out",
-                str(teacher),
-                "--base-model",
-                str(backbone),
-                "--max-steps",
-                "1",
-                "--batch-size",
-                "4",
-                "--precision",
-                "fp32",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+def test_bench_times_the_teacher_per_visit(exported, student_dir, tiny_teacher, tmp_path, capsys):
+    """The session's tiny random Llama teacher (1 layer, hidden 16), timed with `--teacher`."""
+    teacher = tiny_teacher
     out = tmp_path / "bench.json"
     argv = [
         "bench",

@@ -43,6 +43,7 @@ def trained(rule_dataset_path, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_folder_has_exactly_the_documented_files(trained):
     assert {p.name for p in trained.iterdir()} == FILES
     assert [p.name for p in (trained / "checkpoint").iterdir()] == ["state.pt"]
@@ -58,6 +59,7 @@ def test_folder_has_exactly_the_documented_files(trained):
     assert set(json.loads((trained / "metrics.json").read_text())) == {"val", "test"}
 
 
+@pytest.mark.slow
 def test_student_learns_the_rule(trained, rule_dataset_path):
     """The rule dataset's medications follow its diagnoses exactly: the student must find that."""
     metrics = json.loads((trained / "metrics.json").read_text())
@@ -66,6 +68,7 @@ def test_student_learns_the_rule(trained, rule_dataset_path):
     assert log[-1]["train"]["bce"] < log[0]["train"]["bce"]
 
 
+@pytest.mark.slow
 def test_load_student_and_predict_probs(trained, rule_dataset_path):
     model, encoder, record = load_student(trained)
     assert not model.training and record["kind"] == "student"
@@ -81,6 +84,7 @@ def test_load_student_and_predict_probs(trained, rule_dataset_path):
     assert predict_probs(trained, [], dataset).shape == (0, len(dataset.medications))
 
 
+@pytest.mark.slow
 def test_evaluate_cli_matches_metrics_json(trained, rule_dataset_path, tmp_path, capsys):
     out = tmp_path / "eval.json"
     code = main(["evaluate", "--student", str(trained), "--data", str(rule_dataset_path), "--out", str(out)])
@@ -91,6 +95,7 @@ def test_evaluate_cli_matches_metrics_json(trained, rule_dataset_path, tmp_path,
     assert "#meds pred/true" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_corrupt_or_missing_weights_are_one_line_errors(trained, tmp_path, rule_dataset_path, capsys):
     import shutil
 
@@ -108,6 +113,7 @@ def test_corrupt_or_missing_weights_are_one_line_errors(trained, tmp_path, rule_
         load_student(tmp_path)
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_weights(rule_dataset_path, tmp_path, monkeypatch):
     import leader.student.distill as distill
 
@@ -148,6 +154,7 @@ def test_interrupted_run_resumes_to_the_same_weights(rule_dataset_path, tmp_path
     assert len((resumed / "metrics.jsonl").read_text().splitlines()) == 8
 
 
+@pytest.mark.slow
 def test_cli_bad_input_exits_2(rule_dataset_path, hand_dataset, tmp_path, capsys, trained):
     base = ["distill", "--data", str(rule_dataset_path), "--epochs", "1", "--no-progress", "--threads", "1"]
     cases = [

@@ -12,12 +12,11 @@ from leader.samples import make_samples
 from leader.student import load_student
 
 
-def test_tiny_teacher_to_evaluated_student(rule_dataset_path, tmp_path, capsys):
+def test_tiny_teacher_to_evaluated_student(rule_dataset_path, tiny_model, tmp_path, capsys):
     from leader.teacher.features import features_dir, load_features
-    from leader.teacher.tiny import make_tiny_backbone, tiny_texts
 
     dataset = load_dataset(rule_dataset_path)
-    backbone = make_tiny_backbone(tmp_path / "tiny", tiny_texts([dataset]))
+    backbone = tiny_model  # the session's (tests/conftest.py), read-only
     teacher = tmp_path / "teacher"
     code = main(
         [

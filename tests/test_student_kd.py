@@ -49,6 +49,7 @@ def _cfg(data, teacher, out, **kw) -> DistillConfig:
     return DistillConfig(data=str(data), teacher=str(teacher), out=str(out), **{**base, **kw})
 
 
+@pytest.mark.slow
 def test_kd_and_alignment_train_on_the_teachers_split(rule_dataset_path, tmp_path, monkeypatch):
     dataset = load_dataset(rule_dataset_path)
     teacher = _teacher(tmp_path / "teacher", dataset)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -109,8 +108,18 @@ def test_config_round_trip_and_checks():
 
 
 def test_parameter_count_of_default_size():
-    """DESIGN.md sizes (d=64, mediator 128) on a 2,000-code vocabulary stay well under a few MB."""
-    model = Student(StudentConfig(2000, 500, 300, 60, 150))
-    n = sum(p.numel() for p in model.parameters())
-    assert 200_000 < n < 1_000_000, n
-    assert np.isfinite(n)
+    """DESIGN.md sizes (d=64, mediator 128) on a 2,000-code vocabulary stay well under a few MB,
+    and the vocabularies and labels cost what the design says: one d-vector per code, one
+    mediator-wide row and a bias per label. Anything else (encoders, head) does not grow with them."""
+    sizes = {"n_diagnoses": 2000, "n_procedures": 500, "n_medications": 300, "n_profile": 60, "n_labels": 150}
+
+    def count(**change) -> int:
+        return sum(p.numel() for p in Student(StudentConfig(**{**sizes, **change})).parameters())
+
+    cfg = StudentConfig(**sizes)
+    assert (cfg.dim, cfg.hidden) == (64, 128)
+    n = count()
+    assert 200_000 < n < 1_000_000 and 4 * n < 4_000_000, n  # fp32 bytes
+    for vocab in ("n_diagnoses", "n_procedures", "n_medications", "n_profile"):
+        assert count(**{vocab: sizes[vocab] + 10}) - n == 10 * cfg.dim, vocab
+    assert count(n_labels=160) - n == 10 * (cfg.hidden + 1)

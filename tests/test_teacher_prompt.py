@@ -115,6 +115,7 @@ def test_notes_can_be_switched_off(samples, hand_dataset):
     assert "Allergies" not in render(samples["0:0"], hand_dataset.titles, PromptSettings(notes=False))
 
 
+@pytest.mark.slow
 def test_truncation_with_a_real_tokenizer(samples, hand_dataset, tmp_path):
     from transformers import AutoTokenizer
 

@@ -16,6 +16,7 @@ from leader.cli import main
 from leader.cohort import load_dataset, write_dataset
 from leader.errors import LeaderError
 from leader.samples import split_samples
+from tests.conftest import teach_args
 
 FINAL_FILES = {
     "adapter_config.json",
@@ -31,42 +32,9 @@ FINAL_FILES = {
 }
 CHECKPOINT_FILES = {"trainable.safetensors", "best.safetensors", "optimizer.pt", "rng.safetensors", "state.json"}
 
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, rule_dataset_path):
-    """A 1-layer, hidden-16 Llama with a word-level tokenizer fitted on the fixture prompts."""
-    from leader.teacher.tiny import make_tiny_backbone, tiny_texts
-
-    return make_tiny_backbone(tmp_path_factory.mktemp("tiny") / "llama", tiny_texts([load_dataset(rule_dataset_path)]))
-
-
-def teach_args(data, out, model, *extra) -> list[str]:
-    return [
-        "teach",
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--base-model",
-        str(model),
-        "--max-steps",
-        "4",
-        "--eval-every",
-        "2",
-        "--batch-size",
-        "4",
-        "--precision",
-        "fp32",
-        "--no-progress",
-        *extra,
-    ]
-
-
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory, rule_dataset_path, tiny_model):
-    out = tmp_path_factory.mktemp("teach") / "teacher"
-    assert main(teach_args(rule_dataset_path, out, tiny_model)) == 0
-    return out
+# the tiny teacher (tests/conftest.py: tiny_model, tiny_teacher) and every teacher trained here
+# infer in fp32: these tests check the algorithm, on any CPU
+pytestmark = pytest.mark.usefixtures("fp32_teacher_inference")
 
 
 def read_tensors(path: Path) -> dict:
@@ -75,12 +43,12 @@ def read_tensors(path: Path) -> dict:
     return load_file(path)
 
 
-def test_teach_writes_a_self_describing_folder(teacher_dir, rule_dataset_path, tiny_model):
-    assert {p.name for p in teacher_dir.iterdir()} == FINAL_FILES
-    assert {p.name for p in (teacher_dir / "checkpoint").iterdir()} == CHECKPOINT_FILES
+def test_teach_writes_a_self_describing_folder(tiny_teacher, rule_dataset_path, tiny_model):
+    assert {p.name for p in tiny_teacher.iterdir()} == FINAL_FILES
+    assert {p.name for p in (tiny_teacher / "checkpoint").iterdir()} == CHECKPOINT_FILES
     dataset = load_dataset(rule_dataset_path)
-    info = json.loads((teacher_dir / "teacher.json").read_text())
-    run = json.loads((teacher_dir / "run.json").read_text())
+    info = json.loads((tiny_teacher / "teacher.json").read_text())
+    run = json.loads((tiny_teacher / "run.json").read_text())
     assert run["kind"] == "teacher" and run["medications"] == dataset.medications == info["medications"]
     assert run["dataset"]["sha256"] == dataset.sha256
     assert run["split"] == {"how": "random", "seed": 0, "target": "all"}
@@ -89,7 +57,7 @@ def test_teach_writes_a_self_describing_folder(teacher_dir, rule_dataset_path, t
     assert info["prompt"] == {"max_tokens": 192, "max_history": 3, "notes": True}
     assert info["training"]["steps"] == 4 and info["training"]["stopped"] == "steps"
     assert "torch" in info["versions"] and "peft" in info["versions"]
-    adapter = json.loads((teacher_dir / "adapter_config.json").read_text())
+    adapter = json.loads((tiny_teacher / "adapter_config.json").read_text())
     assert adapter["r"] == 8 and set(adapter["target_modules"]) == {
         "q_proj",
         "k_proj",
@@ -99,7 +67,7 @@ def test_teach_writes_a_self_describing_folder(teacher_dir, rule_dataset_path, t
         "up_proj",
         "down_proj",
     }
-    head = read_tensors(teacher_dir / "head.safetensors")
+    head = read_tensors(tiny_teacher / "head.safetensors")
     assert {k: v.shape for k, v in head.items()} == {
         "weight": (len(dataset.medications), 16),
         "bias": (len(dataset.medications),),
@@ -107,24 +75,30 @@ def test_teach_writes_a_self_describing_folder(teacher_dir, rule_dataset_path, t
         "scale": (16,),
     }
     assert info["pooling"] == "last"
-    metrics = json.loads((teacher_dir / "metrics.json").read_text())
+    metrics = json.loads((tiny_teacher / "metrics.json").read_text())
     assert set(metrics) == {"val", "test"} and set(metrics["test"]) == {"overall", "single", "multi"}
-    log = [json.loads(line) for line in (teacher_dir / "metrics.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (tiny_teacher / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if r.get("split") == "val"] == [2, 4]
     [calibration] = [r for r in log if r.get("event") == "head calibration"]
     assert calibration["step"] == 0 and calibration["samples"] == min(512, len(split_samples(dataset)["train"]))
-    config = json.loads((teacher_dir / "config.json").read_text())
+    config = json.loads((tiny_teacher / "config.json").read_text())
     assert config["max_steps"] == 4 and config["lora_r"] == 8 and config["data"] == str(rule_dataset_path)
 
 
-def test_training_moves_the_weights(teacher_dir):
-    head = read_tensors(teacher_dir / "head.safetensors")["weight"]
-    assert np.abs(head).max() > 0  # the head starts at zero (then the calibration probe fits it)
-    lora_b = [v for k, v in read_tensors(teacher_dir / "adapter_model.safetensors").items() if "lora_B" in k]
+def test_training_moves_the_weights(tiny_teacher, tiny_teacher_probe):
+    """Training steps, not only the calibration probe, shaped the head and the adapter."""
+    head = read_tensors(tiny_teacher / "head.safetensors")
+    probe = tiny_teacher_probe
+    assert np.abs(probe["weight"]).max() > 0  # the probe fitted the zero-initialised head ...
+    for key in ("center", "scale"):  # ... and set its input statistics, which training keeps
+        np.testing.assert_array_equal(head[key], probe[key], err_msg=key)
+    moved = np.abs(head["weight"] - probe["weight"]).max()
+    assert moved > 1e-3 * np.abs(probe["weight"]).max(), moved  # ... then the steps moved it
+    lora_b = [v for k, v in read_tensors(tiny_teacher / "adapter_model.safetensors").items() if "lora_B" in k]
     assert lora_b and any(np.abs(v).max() > 0 for v in lora_b)  # LoRA B starts at zero
 
 
-def test_resume_replays_the_interrupted_run_exactly(teacher_dir, rule_dataset_path, tiny_model, tmp_path, monkeypatch):
+def test_resume_replays_the_interrupted_run_exactly(tiny_teacher, rule_dataset_path, tiny_model, tmp_path, monkeypatch):
     import leader.teacher.train as train
     from leader.teacher.config import TeachConfig
 
@@ -154,7 +128,7 @@ def test_resume_replays_the_interrupted_run_exactly(teacher_dir, rule_dataset_pa
     assert main(teach_args(rule_dataset_path, out, tiny_model)) == 2  # exists: needs --resume
     assert main(teach_args(rule_dataset_path, out, tiny_model, "--resume")) == 0
     for name in ("adapter_model.safetensors", "head.safetensors"):
-        ours, straight = read_tensors(out / name), read_tensors(teacher_dir / name)
+        ours, straight = read_tensors(out / name), read_tensors(tiny_teacher / name)
         assert ours.keys() == straight.keys()
         for key in ours:
             np.testing.assert_array_equal(ours[key], straight[key], err_msg=key)
@@ -164,7 +138,7 @@ def test_resume_replays_the_interrupted_run_exactly(teacher_dir, rule_dataset_pa
             {k: v for k, v in json.loads(line).items() if k not in drop}
             for line in (d / "metrics.jsonl").read_text().splitlines()
         ]
-        for d in (out, teacher_dir)
+        for d in (out, tiny_teacher)
     ]
     assert logs[0] == logs[1]
     # a finished run resumed again does nothing
@@ -220,12 +194,12 @@ def test_a_crash_before_any_checkpoint_leaves_nothing(rule_dataset_path, tiny_mo
     assert not out.exists()
 
 
-def test_scores_from_the_feature_cache_equal_a_separate_pass(teacher_dir, rule_dataset_path, tiny_model, tmp_path):
+def test_scores_from_the_feature_cache_equal_a_separate_pass(tiny_teacher, rule_dataset_path, tiny_model, tmp_path):
     """--no-cache-features scores validation and test in their own pass: same weights, same metrics."""
     out = tmp_path / "teacher"
     assert main(teach_args(rule_dataset_path, out, tiny_model, "--no-cache-features")) == 0
     assert {p.name for p in out.iterdir()} == FINAL_FILES - {"features"}
-    ours, theirs = (json.loads((d / "metrics.json").read_text())["test"]["overall"] for d in (teacher_dir, out))
+    ours, theirs = (json.loads((d / "metrics.json").read_text())["test"]["overall"] for d in (tiny_teacher, out))
     for metric in ("jaccard_samples", "pr_auc_samples", "pred_count"):
         assert ours[metric]["value"] == pytest.approx(theirs[metric]["value"], abs=1e-6)
 
@@ -248,60 +222,65 @@ def test_a_4bit_qlora_teacher_trains_and_predicts(rule_dataset_path, tiny_model,
     assert probs.shape == (len(test), len(dataset.medications)) and np.isfinite(probs).all()
 
 
-def test_resume_refuses_other_options(teacher_dir, rule_dataset_path, tiny_model, capsys):
-    assert main(teach_args(rule_dataset_path, teacher_dir, tiny_model, "--resume", "--lr", "0.1")) == 2
+def test_resume_refuses_other_options(tiny_teacher, rule_dataset_path, tiny_model, capsys):
+    assert main(teach_args(rule_dataset_path, tiny_teacher, tiny_model, "--resume", "--lr", "0.1")) == 2
     assert "--lr" in capsys.readouterr().err
 
 
-def test_features_are_cached_and_match_predictions(teacher_dir, rule_dataset_path, hand_dataset, capsys):
+def test_features_are_cached_and_match_predictions(tiny_teacher, rule_dataset_path, hand_dataset, capsys):
     from leader.samples import make_samples
     from leader.teacher.features import ensure_features, load_features
     from leader.teacher.infer import predict_probs
 
     dataset = load_dataset(rule_dataset_path)
     assert (
-        main(["teach", "features", "--teacher", str(teacher_dir), "--data", str(rule_dataset_path), "--no-progress"])
+        main(["teach", "features", "--teacher", str(tiny_teacher), "--data", str(rule_dataset_path), "--no-progress"])
         == 0
     )
     folder = Path(capsys.readouterr().out.strip())
-    assert folder == teacher_dir / "features" / dataset.sha256[:16]
+    assert folder == tiny_teacher / "features" / dataset.sha256[:16]
     assert {p.name for p in folder.iterdir()} == {"features.safetensors", "index.json"}
     index = json.loads((folder / "index.json").read_text())
     samples = make_samples(dataset)
     assert index["sample_ids"] == [s.sample_id for s in samples] and index["hidden_size"] == 16
     assert index["dataset_sha256"] == dataset.sha256 and index["target"] == "all"
-    ids, hidden, logits = load_features(teacher_dir, dataset)
+    ids, hidden, logits = load_features(tiny_teacher, dataset)
     assert ids == index["sample_ids"] and hidden.dtype == np.float16 and logits.dtype == np.float32
     assert hidden.shape == (len(samples), 16) and logits.shape == (len(samples), len(dataset.medications))
     # computed once: a second call reuses the files
     stamp = (folder / "features.safetensors").stat().st_mtime_ns
-    assert ensure_features(teacher_dir, dataset, progress=False) == folder
+    assert ensure_features(tiny_teacher, dataset, progress=False) == folder
     assert (folder / "features.safetensors").stat().st_mtime_ns == stamp
     # the logits are the head applied to the pooled hidden state, and match predict_probs
-    head = read_tensors(teacher_dir / "head.safetensors")
-    standardized = (hidden.astype(np.float32) - head["center"]) / head["scale"]
-    np.testing.assert_allclose(standardized @ head["weight"].T + head["bias"], logits, atol=0.05)
-    probs = predict_probs(teacher_dir, samples[:7], dataset)
-    np.testing.assert_allclose(probs, 1 / (1 + np.exp(-logits[:7].astype(np.float64))), atol=1e-3)
+    head = read_tensors(tiny_teacher / "head.safetensors")
+    # (hidden is stored as fp16: each value is off by at most 2^-11 of itself, which bounds the logits)
+    h = hidden.astype(np.float64)
+    standardized = (h - head["center"]) / head["scale"]
+    recomputed = standardized @ head["weight"].T.astype(np.float64) + head["bias"]
+    bound = (np.abs(h) * 2.0**-11 / head["scale"]) @ np.abs(head["weight"].T) + 1e-5 * (1 + np.abs(logits))
+    assert (np.abs(recomputed - logits) <= bound).all(), np.abs(recomputed - logits).max()
+    assert bound.max() < 0.05 * np.abs(logits).max()  # a bound that can catch a wrong head or state
+    probs = predict_probs(tiny_teacher, samples[:7], dataset)  # other batches, fp32: the same numbers
+    np.testing.assert_allclose(probs, 1 / (1 + np.exp(-logits[:7].astype(np.float64))), atol=1e-5)
     # a corrupt cache is refused by load_features and recomputed by ensure_features
     (folder / "features.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(LeaderError, match="corrupt"):
-        load_features(teacher_dir, dataset)
-    ensure_features(teacher_dir, dataset, progress=False)
-    np.testing.assert_array_equal(load_features(teacher_dir, dataset)[1], hidden)
+        load_features(tiny_teacher, dataset)
+    ensure_features(tiny_teacher, dataset, progress=False)
+    np.testing.assert_array_equal(load_features(tiny_teacher, dataset)[1], hidden)
     # another dataset with the same labels has no cache yet
     with pytest.raises(LeaderError, match="teach features"):
-        load_features(teacher_dir, hand_dataset)
+        load_features(tiny_teacher, hand_dataset)
 
 
-def test_evaluate_cli_on_the_teacher(teacher_dir, rule_dataset_path, tmp_path):
+def test_evaluate_cli_on_the_teacher(tiny_teacher, rule_dataset_path, tmp_path):
     out = tmp_path / "eval.json"
     assert (
         main(
             [
                 "evaluate",
                 "--teacher",
-                str(teacher_dir),
+                str(tiny_teacher),
                 "--data",
                 str(rule_dataset_path),
                 "--split",
@@ -313,7 +292,7 @@ def test_evaluate_cli_on_the_teacher(teacher_dir, rule_dataset_path, tmp_path):
         == 0
     )
     result = json.loads(out.read_text())
-    stored = json.loads((teacher_dir / "metrics.json").read_text())["test"]
+    stored = json.loads((tiny_teacher / "metrics.json").read_text())["test"]
     for group in ("overall", "single", "multi"):
         assert result["metrics"]["test"][group]["n"] == stored[group]["n"]
     ours, theirs = result["metrics"]["test"]["overall"], stored["overall"]
@@ -367,17 +346,17 @@ def test_bad_options_and_data(rule_dataset_path, tiny_model, tmp_path, capsys):
     assert "nothing to resume" in one_error_line(capsys)
 
 
-def test_teacher_refuses_a_dataset_with_other_labels(teacher_dir, tmp_path, capsys):
+def test_teacher_refuses_a_dataset_with_other_labels(tiny_teacher, tmp_path, capsys):
     from leader.samples import make_samples
     from leader.teacher.infer import predict_probs
     from tests.conftest import MEDS, TITLES, hand_patients
 
     other = write_dataset(tmp_path / "other", hand_patients(), [*MEDS, "R03A"], TITLES, source="test")
-    assert main(["teach", "features", "--teacher", str(teacher_dir), "--data", str(other)]) == 2
+    assert main(["teach", "features", "--teacher", str(tiny_teacher), "--data", str(other)]) == 2
     assert "other medication labels" in one_error_line(capsys)
     dataset = load_dataset(other)
     with pytest.raises(LeaderError, match="other medication labels"):
-        predict_probs(teacher_dir, make_samples(dataset), dataset)
+        predict_probs(tiny_teacher, make_samples(dataset), dataset)
     assert main(["teach", "features", "--teacher", str(tmp_path), "--data", str(other)]) == 2
     assert "not a finished teacher run" in one_error_line(capsys)
 
@@ -406,11 +385,11 @@ def launch(flags: list[str], args: list[str]) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-def test_multi_process_launch_gives_the_same_layout(teacher_dir, rule_dataset_path, tiny_model, tmp_path):
+def test_multi_process_launch_gives_the_same_layout(tiny_teacher, rule_dataset_path, tiny_model, tmp_path):
     """Two processes over gloo on the CPU. Accelerate 1.15's `launch --cpu --num_processes 2`
     starts one process (more need mpirun), `--multi_gpu` starts two through torchrun: on a
     machine without a GPU leader joins them on the CPU. Both give the single-process layout."""
-    expected = {p.name for p in teacher_dir.iterdir()} - {"features"}
+    expected = {p.name for p in tiny_teacher.iterdir()} - {"features"}
     for flags, processes in ((["--multi_gpu"], 2), (["--cpu"], 1)):
         out = tmp_path / flags[0].strip("-")
         launch(flags, teach_args(rule_dataset_path, out, tiny_model, "--precision", "auto"))
@@ -421,5 +400,5 @@ def test_multi_process_launch_gives_the_same_layout(teacher_dir, rule_dataset_pa
         assert info["training"]["processes"] == processes and info["training"]["steps"] == 4
         assert read_tensors(out / "checkpoint" / "rng.safetensors")["cpu"].shape[0] == processes
         metrics = json.loads((out / "metrics.json").read_text())
-        ref = json.loads((teacher_dir / "metrics.json").read_text())
+        ref = json.loads((tiny_teacher / "metrics.json").read_text())
         assert metrics["test"]["overall"]["n"] == ref["test"]["overall"]["n"]

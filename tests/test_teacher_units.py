@@ -90,6 +90,7 @@ def test_fast_dropout_drops_the_asked_share_and_keeps_the_expectation():
     assert layer(x) is x
 
 
+@pytest.mark.slow
 def test_fast_dropout_replaces_peft_dropout_and_follows_the_seed():
     import torch
     from transformers import LlamaConfig, LlamaModel
@@ -166,6 +167,7 @@ def test_an_unknown_pooling_is_refused(tmp_path):
         TeachConfig(data=tmp_path, out=tmp_path / "t", pooling="max")
 
 
+@pytest.mark.slow
 def test_calibrate_head_standardises_and_fits_a_probe():
     import torch
     from transformers import LlamaConfig, LlamaModel

@@ -51,9 +51,9 @@ def distill(
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = _D["lr"],
     weight_decay: Annotated[float, typer.Option(help="Adam weight decay.")] = _D["weight_decay"],
     seed: Annotated[int, typer.Option(help="Seed of initialisation, shuffling and dropout.")] = _D["seed"],
-    split: Annotated[str | None, typer.Option(help="random | temporal | external (default: the teacher's).")] = _D[
-        "split"
-    ],
+    split: Annotated[
+        str | None, typer.Option(help="random | temporal | site | external (default: the teacher's).")
+    ] = _D["split"],
     split_seed: Annotated[
         int | None, typer.Option(help="Seed of a random split (default: the teacher's, else 0).")
     ] = _D["split_seed"],
@@ -70,6 +70,9 @@ def distill(
     dropout: Annotated[float, typer.Option(help="Dropout.")] = _D["dropout"],
     max_visits: Annotated[int, typer.Option(help="Most recent visits kept per sample.")] = _D["max_visits"],
     max_codes: Annotated[int, typer.Option(help="Codes kept per visit and type.")] = _D["max_codes"],
+    min_patients: Annotated[
+        int, typer.Option(help="A code or profile value enters the vocabularies only if this many patients carry it.")
+    ] = _D["min_patients"],
     threads: Annotated[
         int, typer.Option(help="torch CPU threads (0 = torch's default; 1 is fastest for this small model).")
     ] = _D["threads"],

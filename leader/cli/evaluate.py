@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from leader.cli.app import app
+from leader.encoding import MIN_PATIENTS
 from leader.errors import LeaderError
 
 
@@ -25,7 +26,7 @@ def baseline(
     data: Annotated[Path, typer.Option(help="Prepared dataset folder (from `leader data ...`).")],
     out: Annotated[Path, typer.Option(help="Output run folder.")],
     method: Annotated[str, typer.Option(help="frequency (top-K training medications) or logistic.")] = "logistic",
-    split: Annotated[str, typer.Option(help="random (by patient 8:1:1), temporal or external.")] = "random",
+    split: Annotated[str, typer.Option(help="random (by patient 8:1:1), temporal, site or external.")] = "random",
     seed: Annotated[int, typer.Option(help="Seed of the split and of training.")] = 0,
     target: Annotated[
         str, typer.Option(help="all (one sample per visit) or last (each patient's last visit).")
@@ -36,6 +37,9 @@ def baseline(
     lr: Annotated[float, typer.Option(help="logistic: Adam learning rate.")] = 0.05,
     l2: Annotated[float, typer.Option(help="logistic: L2 weight.")] = 1e-6,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap rounds (80% each) for mean ± std.")] = 10,
+    min_patients: Annotated[
+        int, typer.Option(help="logistic: a code or profile value is a feature only if this many patients carry it.")
+    ] = MIN_PATIENTS,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out folder.")] = False,
 ) -> None:
     """Train a baseline (frequency or logistic regression); writes run.json, metrics.json, weights."""
@@ -45,7 +49,8 @@ def baseline(
 
     cfg = BaselineConfig(
         data=data, out=out, method=method, split=split, seed=seed, target=target, external_data=external_data,
-        per_med=per_med, epochs=epochs, lr=lr, l2=l2, bootstrap=bootstrap, overwrite=overwrite,
+        per_med=per_med, epochs=epochs, lr=lr, l2=l2, bootstrap=bootstrap, min_patients=min_patients,
+        overwrite=overwrite,
     )  # fmt: skip
     folder = run(cfg)
     print(format_table({method: read_json(folder / "metrics.json")}, "test"), end="")

@@ -33,12 +33,16 @@ def export(
         Path | None, typer.Option(help="The student's prepared dataset (default: the path in its run.json).")
     ] = None,
     opset: Annotated[int | None, typer.Option(help="ONNX opset (default: the exporter's).")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing --out and its .int8.onnx twin and .md card.")
+    ] = False,
 ) -> None:
     """Export a student as one self-describing ONNX file (vocabularies, thresholds, DDI pairs inside)."""
     from leader.export.onnx_export import ExportConfig, run
 
     del onnx  # ONNX is the one format; the flag only keeps the command line explicit
-    summary = run(ExportConfig(student=student, out=out, int8=int8, force=force, data=data, opset=opset))
+    cfg = ExportConfig(student=student, out=out, int8=int8, force=force, data=data, opset=opset, overwrite=overwrite)
+    summary = run(cfg)
     typer.echo(
         f"wrote {out} ({summary['bytes'] / 1e6:.2f} MB; |onnx - torch| <= {summary['parity_max_abs_error']:.1e})"
     )
@@ -60,6 +64,9 @@ def predict(
     top_k: Annotated[int, typer.Option(help="Ranked medications per patient (0 = all).")] = 10,
     batch: Annotated[int, typer.Option(help="Patients per onnxruntime call.")] = 256,
     threads: Annotated[int, typer.Option(help="onnxruntime threads.")] = 1,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing --out file (never --input or --model).")
+    ] = False,
 ) -> None:
     """Recommend medications for each patient line (profile + visits; the last visit is the one prescribed for).
 
@@ -71,7 +78,10 @@ def predict(
     """
     from leader.export.predict import PredictConfig, run
 
-    counts = run(PredictConfig(model=model, input=input_, out=out, top_k=top_k, batch=batch, threads=threads))
+    cfg = PredictConfig(
+        model=model, input=input_, out=out, top_k=top_k, batch=batch, threads=threads, overwrite=overwrite
+    )
+    counts = run(cfg)
     where = f" to {out}" if out else ""
     print(
         f"served {counts['served']} of {counts['lines']} patients{where}; {counts['bad']} bad lines; "

@@ -66,6 +66,10 @@ class Tables:
     """Titles of diagnosis and procedure codes (from D_ICD_*)."""
     notes: dict[int, dict] | None = None
     """hadm_id -> the four note sections, when notes were read."""
+    profile_columns: tuple[str, ...] = PROFILE_COLUMNS
+    """The admissions columns that make the profile (eICU: gender, age, ethnicity, unit type, admission source)."""
+    visit_columns: tuple[str, ...] = ()
+    """Further admissions columns copied onto each visit when not null (eICU: ``site``)."""
 
 
 def _lists(frame: pl.DataFrame, column: str, sort: bool = False) -> pl.DataFrame:
@@ -154,7 +158,7 @@ def assemble(
     log(f"writing {out}")
     return write_dataset(
         out,
-        _patients(visits, kept_subjects, notes),
+        _patients(visits, kept_subjects, notes, tables.profile_columns, tables.visit_columns),
         medications,
         titles,
         ddi,
@@ -165,12 +169,20 @@ def assemble(
     )
 
 
-def _patients(visits: pl.DataFrame, total: int, notes: dict):
-    """Yield patient records from visits sorted by patient, then time."""
-    rows = visits.select(["subject_id", "hadm_id", "time", "year_group", "dx", "px", "meds", *PROFILE_COLUMNS])
+def _patients(
+    visits: pl.DataFrame,
+    total: int,
+    notes: dict,
+    profile_columns: tuple[str, ...] = PROFILE_COLUMNS,
+    visit_columns: tuple[str, ...] = (),
+):
+    """Yield patient records from visits sorted by patient, then time (a datetime, or text such as a year)."""
+    columns = ["subject_id", "hadm_id", "time", "year_group", "dx", "px", "meds", *visit_columns, *profile_columns]
+    rows = visits.select(columns)
     bar = tqdm(total=total, desc="patients", unit="pt", file=sys.stderr, mininterval=1.0, leave=False)
     record, current = None, None
-    for subject, hadm, time, year_group, dx, px, meds, *profile in rows.iter_rows():
+    for subject, hadm, time, year_group, dx, px, meds, *rest in rows.iter_rows():
+        extras, profile = rest[: len(visit_columns)], rest[len(visit_columns) :]
         if subject != current:
             if record is not None:
                 bar.update()
@@ -178,12 +190,13 @@ def _patients(visits: pl.DataFrame, total: int, notes: dict):
             current = subject
             record = {
                 "patient_id": str(subject),
-                "profile": dict(zip(PROFILE_COLUMNS, profile, strict=True)),
+                "profile": dict(zip(profile_columns, profile, strict=True)),
                 "visits": [],
             }
-        visit = {"visit_id": str(hadm), "time": time.isoformat()}
+        visit = {"visit_id": str(hadm), "time": time if isinstance(time, str) else time.isoformat()}
         if year_group:
             visit["year_group"] = year_group
+        visit.update({k: v for k, v in zip(visit_columns, extras, strict=True) if v is not None})
         visit.update(diagnoses=dx or [], procedures=px or [], medications=meds, note=notes.get(hadm))
         record["visits"].append(visit)
     if record is not None:

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import polars as pl
 
+from leader.cohort import normalize_code
 from leader.data import meds
+from leader.data.atc import AtcCoder
 from leader.data.tables import collect, log
 from leader.errors import LeaderError
 
@@ -26,7 +28,12 @@ class MimicConfig:
     """GAMENet's ndc2RXCUI.txt (a Python dict literal NDC -> RXCUI). Without --atc-map (name coding) it
     keeps only prescription rows whose NDC it knows, as GAMENet does (drops NDC-0 IV fluids)."""
     atc_map: Path | None = None
-    """GAMENet's RXCUI2atc4.csv; with --ndc-map it switches medication coding to ATC-3."""
+    """GAMENet's RXCUI2atc4.csv; with --ndc-map, ATC-3 labels come from NDCs (implies --coding atc3)."""
+    coding: str = ""
+    """Medication labels: atc3 (ATC-3 classes) or name (normalised generic names). Empty: atc3 with
+    --atc-map, else name. atc3 without --atc-map codes drug names through the shipped MIT name map."""
+    drug_atc: Path | None = None
+    """With --coding atc3: a drug name map (csv or csv.gz, columns drug,atc_code) instead of the shipped one."""
     ddi: Path | None = None
     """CSV of interacting medication-label pairs (e.g. SafeDrug's ddi_atc3_pairs_safedrug.csv)."""
     top_meds: int = 300
@@ -45,14 +52,19 @@ class MimicConfig:
             raise LeaderError(f"--top-meds must be at least 1, got {self.top_meds}")
         if self.atc_map is not None and self.ndc_map is None:
             raise LeaderError("--atc-map needs --ndc-map too (NDC -> RXCUI -> ATC)")
+        self.coding = meds.check_coding(self.coding or ("atc3" if self.atc_map is not None else "name"))
+        if self.atc_map is not None and self.coding != "atc3":
+            raise LeaderError("--atc-map gives ATC-3 labels: drop it or use --coding atc3")
+        if self.drug_atc is not None and (self.coding != "atc3" or self.atc_map is not None):
+            raise LeaderError("--drug-atc codes drug names with --coding atc3 and no --atc-map; drop one of them")
 
-    @property
-    def coding(self) -> str:
-        return "atc3" if self.atc_map is not None else "name"
+    def inputs(self) -> list[Path | None]:
+        """The paths this run reads (an --overwrite of --out may not touch them)."""
+        return [self.root, self.ndc_map, self.atc_map, self.drug_atc, self.ddi, self.notes]
 
     def options(self) -> dict:
         """The resolved options for the manifest (paths as given, no data)."""
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()} | {"coding": self.coding}
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
 @dataclass
@@ -75,63 +87,84 @@ def load_maps(cfg: MimicConfig) -> tuple[dict | None, dict | None, list[tuple[st
     return ndc_map, atc_map, ddi
 
 
+def load_coder(cfg: MimicConfig) -> AtcCoder | None:
+    """The drug name -> ATC-3 coder when labels are ATC-3 classes of names (--coding atc3 without --atc-map)."""
+    if cfg.coding != "atc3" or cfg.atc_map is not None:
+        return None
+    return AtcCoder.from_file(cfg.drug_atc) if cfg.drug_atc is not None else AtcCoder.default()
+
+
 def code_prescriptions(
-    frame: pl.LazyFrame, path: Path, coding: str, ndc_map: dict | None, atc_map: dict | None
+    frame: pl.LazyFrame,
+    path: Path,
+    coding: str,
+    ndc_map: dict | None,
+    atc_map: dict | None,
+    coder: AtcCoder | None = None,
 ) -> Coded:
     """Map prescription rows (hadm_id, ndc, name) to medication labels with one streaming pass.
 
-    The table is first reduced to (admission, NDC[, name]) groups with row counts; NDCs and names
-    are then cleaned and mapped once per distinct value (a few thousand), not once per row
-    (MIMIC-IV has ~17M rows).
+    The table is first reduced to (admission, NDC, name) groups with row counts; NDCs and names are
+    then cleaned and mapped once per distinct value (a few thousand), not once per row (MIMIC-IV has
+    ~17M rows). ATC-3 labels come from the NDC (with `atc_map`) or from the name (with `coder`: every
+    ATC-3 class of the name, so one row can give two labels).
     """
-    keys = ["hadm_id", "ndc"] if coding == "atc3" else ["hadm_id", "ndc", "name"]
     grouped = collect(
-        frame.filter(pl.col("hadm_id").is_not_null()).group_by(keys).agg(pl.len().alias("rows")),
+        frame.filter(pl.col("hadm_id").is_not_null()).group_by(["hadm_id", "ndc", "name"]).agg(pl.len().alias("rows")),
         path,
         f"{path.name} (grouped by admission and drug)",
     )
     ndcs = grouped["ndc"].unique().drop_nulls().to_list()
     rxcui = {n: ndc_map.get(c) for n in ndcs if (c := meds.clean_ndc(n))} if ndc_map is not None else {}
     known = pl.col("ndc").is_in(pl.Series([n for n, rx in rxcui.items() if rx], dtype=pl.String).implode())
-    if coding == "atc3":
-        labels = {n: atc[:4] for n, rx in rxcui.items() if rx and (atc := atc_map.get(rx))}
-        label = pl.col("ndc").replace_strict(labels, default=None, return_dtype=pl.String)
+    as_list = pl.List(pl.String)
+    if coding == "atc3" and atc_map is not None:
+        labels = {n: [atc[:4]] for n, rx in rxcui.items() if rx and (atc := atc_map.get(rx))}
+        label = pl.col("ndc").replace_strict(labels, default=None, return_dtype=as_list)
     else:
         names = grouped["name"].unique().drop_nulls().to_list()
-        label = pl.col("name").replace_strict(
-            {n: meds.normalise_name(n) for n in names}, default=None, return_dtype=pl.String
-        )
+        if coding == "atc3":
+            table = {n: list(classes) for n in names if (classes := coder.atc3(n))}
+        else:
+            table = {n: [normal] for n in names if (normal := meds.normalise_name(n))}
+        label = pl.col("name").replace_strict(table, default=None, return_dtype=as_list)
         if ndc_map is not None:  # as GAMENet: only rows whose NDC the map knows are drugs (drops NDC-0 IV fluids)
             label = pl.when(known).then(label)
-    coded = grouped.group_by(["hadm_id", label.alias("label"), known.fill_null(False).alias("known")]).agg(
-        pl.col("rows").sum()
-    )
+    coded = grouped.with_columns(label.alias("label"), known.fill_null(False).alias("known"))
+    is_mapped = pl.col("label").is_not_null()
     total = int(coded["rows"].sum())
-    mapped = int(coded.filter(pl.col("label").is_not_null())["rows"].sum())
+    mapped = int(coded.filter(is_mapped)["rows"].sum())
+    unmapped = coded.filter(~is_mapped).group_by("name").agg(pl.col("rows").sum())
     coverage = {
         "prescription_rows": total,
         "mapped_rows": mapped,
         "mapped_share": round(mapped / total, 4) if total else 0.0,
+        "unmapped_top": meds.unmapped_top(dict(unmapped.iter_rows())),
     }
+    if coder is not None:
+        coverage["drug_map"] = coder.source
     if ndc_map is not None:
         in_map = int(coded.filter(pl.col("known"))["rows"].sum())
         coverage["ndc_rxcui_share"] = round(in_map / total, 4) if total else 0.0
     log(
         f"medication coding '{coding}': {mapped:,} of {total:,} prescription rows mapped ({coverage['mapped_share']:.1%})"
     )
-    medications = coded.filter(pl.col("label").is_not_null()).select(["hadm_id", "label"]).unique()
+    medications = coded.filter(is_mapped).select(["hadm_id", "label"]).explode("label").unique()
     return Coded(medications, coded["hadm_id"].unique(), coverage)
 
 
 def ordered_codes(frame: pl.DataFrame, prefix: pl.Expr) -> pl.DataFrame:
-    """(hadm_id, code) with the system prefix, in seq_num order within each admission."""
-    return (
+    """(hadm_id, code) with the system prefix, in normal form (`leader.cohort.normalize_code`) and in
+    seq_num order within each admission."""
+    frame = (
         frame.with_row_index("_row")
         .with_columns(pl.col("seq_num").cast(pl.Int64, strict=False).alias("_seq"))
         .filter(pl.col("code").is_not_null() & prefix.is_not_null())
         .sort(["hadm_id", "_seq", "_row"], nulls_last=True)
         .select(["hadm_id", (prefix + pl.lit(":") + pl.col("code")).alias("code")])
     )
+    normal = {code: normalize_code(code) for code in frame["code"].unique().to_list()}  # once per distinct code
+    return frame.with_columns(pl.col("code").replace_strict(normal, return_dtype=pl.String))
 
 
 def cap_age(age: pl.Expr) -> pl.Expr:

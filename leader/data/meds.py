@@ -1,146 +1,46 @@
-"""Medication coding: NDC -> RXCUI -> ATC-3 (GAMENet / SafeDrug maps) or normalised generic names.
+"""Medication coding: NDC -> RXCUI -> ATC-3 (GAMENet / SafeDrug maps), drug names -> ATC-3, or normalised names.
 
-- ``atc3``: ``ndc2RXCUI.txt`` is a Python dict literal ``{NDC-11: RXCUI}`` (read with
-  `ast.literal_eval`, never `eval`); ``RXCUI2atc4.csv`` has a header with at least ``RXCUI`` and
-  ``ATC4`` (GAMENet: ``RXCUI,YEAR,MONTH,NDC,ATC4,...``). As in GAMENet the first row of each RXCUI
-  wins; the label is the ATC code's first 4 characters (the ATC level-3 group, e.g. ``C07A``).
-- ``name``: the generic name, lowercased, without strengths, dosage forms, bracketed notes and
-  trailing salt words ("Metoprolol Tartrate 25mg Tab" -> "metoprolol"); inorganic salts such as
-  "potassium chloride" or "magnesium sulfate" keep both words.
+- ``atc3`` with ``--ndc-map`` and ``--atc-map``: ``ndc2RXCUI.txt`` is a Python dict literal
+  ``{NDC-11: RXCUI}`` (parsed pair by pair, never evaluated); ``RXCUI2atc4.csv`` has a header with at
+  least ``RXCUI`` and ``ATC4`` (GAMENet: ``RXCUI,YEAR,MONTH,NDC,ATC4,...``). As in GAMENet the first
+  row of each RXCUI wins; the label is the ATC code's first 4 characters (the ATC level-3 group).
+- ``atc3`` without them: the drug name through `leader.data.atc.AtcCoder` (the shipped MIT name map, or
+  ``--drug-atc``); a name gets every ATC-3 class of its codes.
+- ``name``: the generic name (`leader.data.atc.normalize_drug_name`: "Metoprolol Tartrate 25mg Tab" ->
+  "metoprolol"; inorganic salts such as "potassium chloride" keep both words).
 
-A DDI file is a CSV with a header and two columns of labels per row (SafeDrug's
-``ddi_atc3_pairs_safedrug.csv``: ``atc3_a,atc3_b``).
+Titles of ATC labels are their WHO names (`leader.data.atc.atc_title`). A DDI file is a CSV with a
+header and two columns of labels per row (SafeDrug's ``ddi_atc3_pairs_safedrug.csv``: ``atc3_a,atc3_b``).
 """
 
 from __future__ import annotations
 
-import ast
-import csv
-import functools
-import io
-import json
 import re
-from importlib import resources
 from pathlib import Path
 
+from leader.data.atc import atc_title, atc_titles, normalize_drug_name
 from leader.errors import LeaderError
+from leader.io import csv_rows
 
-_SALTS = {
-    "tartrate",
-    "succinate",
-    "hcl",
-    "hydrochloride",
-    "sodium",
-    "potassium",
-    "calcium",
-    "maleate",
-    "mesylate",
-    "besylate",
-    "citrate",
-    "sulfate",
-    "sulphate",
-    "phosphate",
-    "acetate",
-    "bromide",
-    "hydrobromide",
-    "fumarate",
-    "bisulfate",
-    "magnesium",
-    "dihydrate",
-    "monohydrate",
-    "hyclate",
-    "na",
-    "sod",
-    "succ",
-    "disodium",
-    "decanoate",
-}
-_CATIONS = {"sodium", "potassium", "calcium", "magnesium", "ferrous", "zinc", "aluminum", "lithium", "ammonium"}
-_FORMS = {
-    "tab",
-    "tabs",
-    "tablet",
-    "tablets",
-    "cap",
-    "caps",
-    "capsule",
-    "capsules",
-    "inj",
-    "injection",
-    "soln",
-    "solution",
-    "susp",
-    "suspension",
-    "oral",
-    "liquid",
-    "syrup",
-    "elixir",
-    "cream",
-    "ointment",
-    "oint",
-    "gel",
-    "patch",
-    "neb",
-    "inhaler",
-    "mdi",
-    "hfa",
-    "ec",
-    "er",
-    "xr",
-    "xl",
-    "sr",
-    "cr",
-    "la",
-    "dr",
-    "odt",
-    "iv",
-    "po",
-    "pr",
-    "sc",
-    "im",
-    "syringe",
-    "vial",
-    "bag",
-    "premix",
-    "powder",
-    "rectal",
-    "ophth",
-    "ophthalmic",
-    "drops",
-    "spray",
-    "sl",
-    "chewable",
-    "extended",
-    "release",
-    "immediate",
-    "delayed",
-    "disintegrating",
-    "pca",
-    "drip",
-    "infusion",
-    "flush",
-}
-_STRENGTH = re.compile(r"\b\d[\d.,/]*\s*(%|mg|mcg|g|gm|ml|units?|meq|mmol|l)?\b")
+CODINGS = ("atc3", "name")
+"""Medication codings: ATC-3 classes (from NDCs with --ndc-map/--atc-map, else from drug names), or names."""
 
 
 def normalise_name(name: str | None) -> str | None:
-    """A generic drug name for `name` coding, or None when nothing is left."""
-    if not name:
-        return None
-    text = name.lower()
-    text = re.sub(r"\(.*?\)|\[.*?\]|\*\w+\*", " ", text)
-    text = _STRENGTH.sub(" ", text)
-    words = [w for w in re.split(r"[^a-z0-9\-]+", text) if w and w.strip("-")]
-    words = [w for w in words if w not in _FORMS]
-    while len(words) > 1 and words[-1] in _SALTS and words[-2] not in _CATIONS:
-        words.pop()
-    return " ".join(words) or None
+    """A generic drug name for `name` coding, or None when nothing is left.
+
+    The one normalisation of `leader.data.atc.normalize_drug_name` (strengths, forms, salts, package
+    prefixes removed), with the components of a combination joined by "-" ("oxycodone-acetaminophen").
+    """
+    return normalize_drug_name(name or "").replace(" / ", "-") or None
 
 
 def clean_ndc(ndc: str | None) -> str | None:
     """NDC-11 as text: digits only, left-padded to 11; None for missing or "0" (MIMIC's no-NDC)."""
     if ndc is None:
         return None
+    if len(ndc) == 11 and ndc.isdigit():  # the common case, fast: NDC maps hold millions of these
+        return ndc if ndc.strip("0") else None
     digits = re.sub(r"\.0+$", "", str(ndc).strip())
     digits = re.sub(r"\D", "", digits)
     if not digits or set(digits) == {"0"}:
@@ -158,32 +58,79 @@ def _text(path: Path, what: str, flag: str) -> str:
         raise LeaderError(f"{path}: not UTF-8 text; {flag} expects a UTF-8 text file") from None
 
 
+_QUOTED = r"""[uU]?(?:'([^'\\\n]{0,64})'|"([^"\\\n]{0,64})")|(\d{1,20})"""
+_PAIR = re.compile(rf"\s{{0,256}}(?:{_QUOTED})\s{{0,256}}:\s{{0,256}}(?:{_QUOTED})\s{{0,256}}([,}}])")
+_CLOSE = re.compile(r"\s{0,256}}")
+_CHUNK = 1 << 20  # characters read at a time; a pair is at most ~1,200
+
+
+def _not_ndc_map(path: Path, why: str) -> LeaderError:
+    return LeaderError(
+        f"{path} is not a Python dict literal like {{'00338004904': '1807639', ...}} (GAMENet's ndc2RXCUI.txt: "
+        f"a non-empty dict {{NDC: RXCUI}}): {why}; check --ndc-map"
+    )
+
+
+def _ndc_pairs(handle, path: Path):
+    """Yield (NDC, RXCUI) text pairs of a ``{'NDC': 'RXCUI', ...}`` literal read from `handle` chunk by chunk.
+
+    Only that shape is accepted (quoted or integer keys and values, an optional u prefix, a trailing
+    comma); nothing is evaluated, and memory stays at one chunk plus the pairs.
+    """
+    buffer, pos, offset, eof = handle.read(_CHUNK).lstrip(), 1, 0, False
+    if not buffer.startswith("{"):
+        raise _not_ndc_map(path, "it does not start with {")
+    count, closed = 0, False
+    while not closed:
+        if not eof and len(buffer) - pos < 4096:
+            more = handle.read(_CHUNK)
+            eof, offset, buffer, pos = not more, offset + pos, buffer[pos:] + more, 0
+        safe = len(buffer) if eof else len(buffer) - 4096  # a pair starting before this is wholly in the buffer
+        start = pos
+        for match in _PAIR.finditer(buffer, pos):
+            if match.start() != pos:
+                break
+            key, value = match[1] if match[1] is not None else match[2], match[4] if match[4] is not None else match[5]
+            yield key if key is not None else match[3], value if value is not None else match[6]
+            count, pos, closed = count + 1, match.end(), match[7] == "}"
+            if closed or pos > safe:
+                break
+        if closed or (pos != start and pos > safe):
+            continue
+        close = _CLOSE.match(buffer, pos)
+        if close is None:
+            raise _not_ndc_map(path, f"unexpected text at character {offset + pos:,}")
+        pos, closed = close.end(), True  # "{}" or a trailing comma before "}"
+    if not count:
+        raise _not_ndc_map(path, "the dict is empty")
+    if buffer[pos:].strip() or handle.read(_CHUNK).strip():
+        raise _not_ndc_map(path, "text after the closing brace")
+
+
 def read_ndc_map(path: Path) -> dict[str, str]:
-    """GAMENet's ``ndc2RXCUI.txt``: a Python dict literal {NDC: RXCUI}."""
-    text = _text(path, "NDC map", "--ndc-map")
+    """GAMENet's ``ndc2RXCUI.txt``: a Python dict literal {NDC: RXCUI}, parsed pair by pair (never evaluated)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LeaderError(f"NDC map not found: {path}; check --ndc-map")
+    out: dict[str, str] = {}
+    rxcuis: dict[str, str] = {}  # one string object per RXCUI: many NDCs share one
     try:
-        mapping = ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        raise LeaderError(
-            f"{path} is not a Python dict literal like {{'00338004904': '1807639', ...}} (GAMENet's ndc2RXCUI.txt); "
-            "check --ndc-map"
-        ) from None
-    if not isinstance(mapping, dict) or not mapping:
-        raise LeaderError(f"{path} must hold a non-empty dict {{NDC: RXCUI}}; check --ndc-map")
-    out = {}
-    for ndc, rxcui in mapping.items():
-        if not isinstance(ndc, (str, int)) or not isinstance(rxcui, (str, int)):
-            raise LeaderError(f"{path}: entry {ndc!r}: {rxcui!r} is not NDC text -> RXCUI; check --ndc-map")
-        key, value = clean_ndc(str(ndc)), str(rxcui).strip()
-        if key and value:
-            out[key] = value
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            for ndc, rxcui in _ndc_pairs(handle, path):
+                key, value = clean_ndc(ndc), rxcui.strip()
+                if key and value:
+                    out[key] = rxcuis.setdefault(value, value)
+    except UnicodeDecodeError:
+        raise LeaderError(f"{path}: not UTF-8 text; --ndc-map expects a UTF-8 text file") from None
+    if not out:
+        raise _not_ndc_map(path, "no entry maps an NDC to an RXCUI")
     return out
 
 
 def read_atc_map(path: Path) -> dict[str, str]:
     """GAMENet's ``RXCUI2atc4.csv``: RXCUI -> ATC code (first row per RXCUI wins)."""
     text = _text(path, "ATC map", "--atc-map")
-    rows = csv.reader(io.StringIO(text))
+    rows = csv_rows(text, path, "--atc-map")
     header = [h.strip().upper() for h in next(rows, [])]
     if "RXCUI" not in header or "ATC4" not in header:
         raise LeaderError(
@@ -212,7 +159,7 @@ def read_atc_map(path: Path) -> dict[str, str]:
 def read_ddi_pairs(path: Path) -> list[tuple[str, str]]:
     """A CSV of interacting label pairs (header row, then two labels per row)."""
     text = _text(path, "DDI file", "--ddi")
-    rows = list(csv.reader(io.StringIO(text)))
+    rows = list(csv_rows(text, path, "--ddi"))
     if not rows or len(rows[0]) != 2:
         raise LeaderError(f"{path} must be a two-column CSV with a header (e.g. atc3_a,atc3_b); check --ddi")
     pairs = []
@@ -225,16 +172,27 @@ def read_ddi_pairs(path: Path) -> list[tuple[str, str]]:
     return pairs
 
 
-@functools.lru_cache(maxsize=1)
 def atc3_names() -> dict[str, str]:
-    """Names of ATC level-3 groups (WHO ATC index) shipped in ``atc3_names.json``."""
-    names = json.loads(resources.files("leader.data").joinpath("atc3_names.json").read_text(encoding="utf-8"))
-    return {k: v for k, v in names.items() if not k.startswith("_")}
+    """WHO names of the ATC level-3 groups, from the shipped ``maps/atc_coding.csv.gz`` (see `leader.data.atc`)."""
+    return {code: title for code, title in atc_titles().items() if len(code) == 4}
 
 
 def label_titles(labels: list[str], coding: str) -> dict[str, str]:
-    """Titles of medication labels: the ATC-3 group name (or the code itself if unknown), or the name."""
+    """Titles of medication labels: the WHO ATC name ("C07A" -> "beta blocking agents"; the code if unknown),
+    or the name itself."""
     if coding == "atc3":
-        names = atc3_names()
-        return {label: names.get(label, label) for label in labels}
+        return {label: atc_title(label) or label for label in labels}
     return {label: label for label in labels}
+
+
+def check_coding(coding: str) -> str:
+    """The medication coding named by --coding, or a LeaderError naming the choices."""
+    if coding not in CODINGS:
+        raise LeaderError(f"--coding must be one of {', '.join(CODINGS)}, got '{coding}'")
+    return coding
+
+
+def unmapped_top(counts: dict[str | None, int], n: int = 30) -> list[list]:
+    """The `n` most frequent unmapped drug names as [name, rows] (ties by name), for the manifest's coverage."""
+    ranked = sorted(((name or "(no name)", rows) for name, rows in counts.items()), key=lambda kv: (-kv[1], kv[0]))
+    return [[name, rows] for name, rows in ranked[:n]]

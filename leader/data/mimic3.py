@@ -14,10 +14,20 @@ from __future__ import annotations
 
 import polars as pl
 
+from leader.cohort import normalize_code
 from leader.data.assemble import Tables, assemble
-from leader.data.common import PROFILE_TEXT, MimicConfig, cap_age, code_prescriptions, load_maps, ordered_codes
+from leader.data.common import (
+    PROFILE_TEXT,
+    MimicConfig,
+    cap_age,
+    code_prescriptions,
+    load_coder,
+    load_maps,
+    ordered_codes,
+)
 from leader.data.notes import extract_sections
 from leader.data.tables import clean_code, collect, find_table, log, parse_times, read_table, scan_table
+from leader.io import claim_out
 
 TABLES = (
     "PATIENTS",
@@ -32,7 +42,13 @@ TABLES = (
 
 def run(cfg: MimicConfig, source: str = "mimic3", extra: dict | None = None):
     """Prepare MIMIC-III at cfg.root into cfg.out and return the output path."""
+    with claim_out(cfg.out, overwrite=cfg.overwrite, inputs=cfg.inputs(), marker="manifest.json"):
+        return _prepare(cfg, source, extra)
+
+
+def _prepare(cfg: MimicConfig, source: str, extra: dict | None):
     ndc_map, atc_map, ddi = load_maps(cfg)
+    coder = load_coder(cfg)  # a bad --drug-atc fails here, before any table is read
     paths = {name: find_table(cfg.root, name) for name in TABLES}  # fail fast on a missing table
     log(f"MIMIC-III tables found in {cfg.root}")
 
@@ -72,12 +88,14 @@ def run(cfg: MimicConfig, source: str = "mimic3", extra: dict | None = None):
     for name, prefix in (("D_ICD_DIAGNOSES", "ICD9"), ("D_ICD_PROCEDURES", "ICD9P")):
         table = read_table(cfg.root, name, ["icd9_code", "long_title"])
         table = table.with_columns(clean_code("icd9_code").alias("code")).drop_nulls(["code", "long_title"])
-        titles.update({f"{prefix}:{c}": t for c, t in zip(table["code"], table["long_title"], strict=True)})
+        titles.update(
+            {normalize_code(f"{prefix}:{c}"): t for c, t in zip(table["code"], table["long_title"], strict=True)}
+        )
 
     path = paths["PRESCRIPTIONS"]
     scan = scan_table(path, ["hadm_id", "ndc", "drug"], optional=("drug_name_generic",))
     scan = scan.select("hadm_id", "ndc", pl.coalesce("drug_name_generic", "drug").alias("name"))
-    coded = code_prescriptions(scan, path, cfg.coding, ndc_map, atc_map)
+    coded = code_prescriptions(scan, path, cfg.coding, ndc_map, atc_map, coder)
 
     notes = read_notes(cfg.root, set(admissions["hadm_id"].to_list()))
     tables = Tables(

@@ -17,11 +17,21 @@ from __future__ import annotations
 
 import polars as pl
 
+from leader.cohort import normalize_code
 from leader.data.assemble import Tables, assemble
-from leader.data.common import PROFILE_TEXT, MimicConfig, cap_age, code_prescriptions, load_maps, ordered_codes
+from leader.data.common import (
+    PROFILE_TEXT,
+    MimicConfig,
+    cap_age,
+    code_prescriptions,
+    load_coder,
+    load_maps,
+    ordered_codes,
+)
 from leader.data.notes import extract_sections
 from leader.data.tables import clean_code, collect, find_table, log, parse_times, read_header, read_table, scan_table
 from leader.errors import LeaderError
+from leader.io import claim_out
 
 TABLES = (
     "patients",
@@ -54,7 +64,13 @@ def _check_versions(frame: pl.DataFrame, path) -> None:
 
 def run(cfg: MimicConfig, source: str = "mimic4", extra: dict | None = None):
     """Prepare MIMIC-IV at cfg.root into cfg.out and return the output path."""
+    with claim_out(cfg.out, overwrite=cfg.overwrite, inputs=cfg.inputs(), marker="manifest.json"):
+        return _prepare(cfg, source, extra)
+
+
+def _prepare(cfg: MimicConfig, source: str, extra: dict | None):
     ndc_map, atc_map, ddi = load_maps(cfg)
+    coder = load_coder(cfg)  # a bad --drug-atc fails here, before any table is read
     paths = {name: find_table(cfg.root, f"hosp/{name}") for name in TABLES}  # fail fast on a missing table
     note_path = _note_path(cfg.notes) if cfg.notes is not None else None
     log(f"MIMIC-IV tables found in {cfg.root}")
@@ -97,12 +113,15 @@ def run(cfg: MimicConfig, source: str = "mimic4", extra: dict | None = None):
         table = table.with_columns(clean_code("icd_code").alias("code"), _prefix(dx).alias("prefix"))
         table = table.drop_nulls(["code", "prefix", "long_title"])
         titles.update(
-            {f"{p}:{c}": t for p, c, t in zip(table["prefix"], table["code"], table["long_title"], strict=True)}
+            {
+                normalize_code(f"{p}:{c}"): t
+                for p, c, t in zip(table["prefix"], table["code"], table["long_title"], strict=True)
+            }
         )
 
     path = paths["prescriptions"]
     scan = scan_table(path, ["hadm_id", "ndc", "drug"]).select("hadm_id", "ndc", pl.col("drug").alias("name"))
-    coded = code_prescriptions(scan, path, cfg.coding, ndc_map, atc_map)
+    coded = code_prescriptions(scan, path, cfg.coding, ndc_map, atc_map, coder)
 
     notes = read_notes(note_path, set(admissions["hadm_id"].to_list())) if note_path is not None else None
     tables = Tables(

@@ -33,6 +33,9 @@ def dataset_stats(path: str | Path) -> dict:
         "medication_labels": len(data.medications),
         "medication_coding": manifest.get("medication_coding", ""),
         "medication_mapping_coverage": coverage.get("mapped_share"),
+        "medication_rows_mapped": coverage.get("mapped_rows"),
+        "medication_rows": coverage.get("prescription_rows"),
+        "unmapped_drug_names": {str(name): int(rows) for name, rows in coverage.get("unmapped_top", [])},
         "visits_with_note_share": round(sum(bool(v.get("note")) for v in visits) / n_visits, 4),
         "ddi_pairs": len(data.ddi),
         "dropped_visits": manifest.get("drops", {}).get("visits", {}),
@@ -44,8 +47,8 @@ def format_stats(stats: dict) -> str:
     """A two-column markdown table of `dataset_stats`."""
     rows = []
     for key, value in stats.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k} {v:,}" for k, v in value.items() if v) or "none"
+        if isinstance(value, dict):  # counts by reason, or the most frequent unmapped drug names with their rows
+            value = ", ".join(f"{k.replace('|', '/')} {v:,}" for k, v in value.items() if v) or "none"
         elif isinstance(value, float):
             value = f"{value:.1%}" if key.endswith(("share", "coverage")) else f"{value:.2f}"
         elif isinstance(value, int):

@@ -7,8 +7,9 @@ codes, drugs with real NDCs, RXCUIs and ATC codes), writes raw tables exactly as
 (upper-case CSVs with NOTEEVENTS) or MIMIC-IV (hosp/*.csv.gz and note/discharge.csv.gz) ship,
 with an ``ndc2RXCUI.txt`` dict literal, an ``RXCUI2atc4.csv`` map and a DDI pair file, then
 prepares them with `leader.data.mimic3` / `leader.data.mimic4` using ATC-3 coding. The raw
-tables go to a temporary folder that is deleted afterwards, unless ``raw`` (``--raw``) names a
-folder to keep them in. Output is deterministic given ``seed``.
+tables go to a temporary folder beside --out that is deleted afterwards, unless ``raw`` (``--raw``)
+names a folder to keep them in (it appears, like --out, only when everything succeeded). Output is
+deterministic given ``seed``.
 
 What decides a visit's medications (the signals a model can learn):
 
@@ -41,13 +42,14 @@ loader must not keep.
 
 from __future__ import annotations
 
+import contextlib
 import random
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from leader.data.clinical import ALLERGIES, CONDITIONS, DRUGS, HOSPITAL_ROUTINE, PROCEDURES, Condition
 from leader.errors import LeaderError
+from leader.io import atomic_dir, claim_out, out_path, scratch_dir
 
 FORMATS = ("mimic3", "mimic4")
 SINGLE_VISIT_SHARE = 0.6
@@ -234,30 +236,35 @@ def synthesize(
     if patients < 1:
         raise LeaderError(f"--patients must be at least 1, got {patients}")
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise LeaderError(f"{out} already exists: choose another --out or remove it first")
-    if raw is not None and Path(raw).exists():
-        raise LeaderError(f"--raw {raw} already exists: choose a new folder for the raw tables")
-    people = simulate(patients, seed)
-    with tempfile.TemporaryDirectory(prefix="leader-synth-") as tmp:
-        folder = Path(raw) if raw is not None else Path(tmp) / "raw"
-        files = write_raw(folder, people, fmt, seed)
-        cfg = MimicConfig(
-            root=files["root"],
-            out=out,
-            ndc_map=files["ndc_map"],
-            atc_map=files["atc_map"],
-            ddi=files["ddi"],
-            notes=files.get("notes"),
-            overwrite=overwrite,
-        )
-        loader = mimic3 if fmt == "mimic3" else mimic4
-        extra = {
-            "synth": {
-                "patients": patients,
-                "seed": seed,
-                "format": fmt,
-                "raw": str(raw) if raw is not None else "temporary folder, deleted",
+    if raw is not None:
+        a, b = out_path(out), out_path(raw)
+        if a == b or a in b.parents or b in a.parents:
+            raise LeaderError(f"--raw {raw} and --out {out} overlap; give them separate folders")
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(claim_out(out, overwrite=overwrite, inputs=[raw], marker="manifest.json"))
+        if raw is not None:
+            stack.enter_context(claim_out(raw, overwrite=overwrite, inputs=[out], marker="synth.json", what="--raw"))
+        people = simulate(patients, seed)
+        # the raw tables are written under a temporary name and read from there; --raw appears only at the end
+        where = atomic_dir(raw, overwrite, marker="synth.json") if raw is not None else scratch_dir(out)
+        with where as folder:
+            files = write_raw(folder, people, fmt, seed)
+            cfg = MimicConfig(
+                root=files["root"],
+                out=out,
+                ndc_map=files["ndc_map"],
+                atc_map=files["atc_map"],
+                ddi=files["ddi"],
+                notes=files.get("notes"),
+                overwrite=overwrite,
+            )
+            loader = mimic3 if fmt == "mimic3" else mimic4
+            extra = {
+                "synth": {
+                    "patients": patients,
+                    "seed": seed,
+                    "format": fmt,
+                    "raw": str(raw) if raw is not None else "temporary folder, deleted",
+                }
             }
-        }
-        return loader.run(cfg, source=f"synth-{fmt}", extra=extra)
+            return loader.run(cfg, source=f"synth-{fmt}", extra=extra)

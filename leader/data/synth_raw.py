@@ -5,7 +5,8 @@ patients over 89 get a birth date ~300 years earlier, as MIMIC-III shifts them. 
 ``hosp/<name>.csv.gz`` with lowercase headers, shifted years with ``anchor_age`` /
 ``anchor_year`` / ``anchor_year_group`` (ICD-10 from October 2015 on, so patients mix ICD-9 and
 ICD-10), and ``note/discharge.csv.gz``. Beside them: ``ndc2RXCUI.txt`` (a Python dict literal),
-``RXCUI2atc4.csv`` (RXCUI,YEAR,MONTH,NDC,ATC4) and ``ddi_atc3_pairs.csv`` (atc3_a,atc3_b).
+``RXCUI2atc4.csv`` (RXCUI,YEAR,MONTH,NDC,ATC4) and ``ddi_atc3_pairs.csv`` (atc3_a,atc3_b), and
+``synth.json`` (patients, seed, format, leader version): the marker that lets `--overwrite` replace the folder.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import random
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from leader import __version__
 from leader.data.clinical import CONDITIONS, DDI_PAIRS, DRUGS, PROCEDURES
-from leader.io import atomic_dir
 
 BY_KEY = {c.key: c for c in CONDITIONS}
 _GROUPS = ("2008 - 2010", "2011 - 2013", "2014 - 2016", "2017 - 2019")
@@ -112,7 +114,7 @@ class _Writer:
 
 
 def write_raw(folder: Path, people: list, fmt: str, seed: int) -> dict[str, Path]:
-    """Write the raw tables of `people` into `folder` (created atomically); return the file paths."""
+    """Write the raw tables of `people` into the fresh folder `folder` (the caller renames it); return the paths."""
     rng = random.Random(seed + 1)
     mimic4 = fmt == "mimic4"
     w = _Writer()
@@ -183,14 +185,15 @@ def write_raw(folder: Path, people: list, fmt: str, seed: int) -> dict[str, Path
                     ]
                     w.add("NOTEEVENTS", row)
     _dictionaries(w, mimic4)
-    with atomic_dir(folder) as tmp:
-        w.write(tmp, upper=not mimic4, gz=mimic4)
-        ndcs = {info[0]: info[1] for info in DRUGS.values()}
-        (tmp / "ndc2RXCUI.txt").write_text(repr(ndcs), encoding="utf-8")
-        rows = ["RXCUI,YEAR,MONTH,NDC,ATC4"] + [f"{rx},2016,1,{ndc},{atc[:5]}" for ndc, rx, atc, _ in DRUGS.values()]
-        (tmp / "RXCUI2atc4.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-        pairs = ["atc3_a,atc3_b"] + [f"{a},{b}" for a, b, _ in DDI_PAIRS]
-        (tmp / "ddi_atc3_pairs.csv").write_text("\n".join(pairs) + "\n", encoding="utf-8")
+    w.write(folder, upper=not mimic4, gz=mimic4)
+    ndcs = {info[0]: info[1] for info in DRUGS.values()}
+    (folder / "ndc2RXCUI.txt").write_text(repr(ndcs), encoding="utf-8")
+    rows = ["RXCUI,YEAR,MONTH,NDC,ATC4"] + [f"{rx},2016,1,{ndc},{atc[:5]}" for ndc, rx, atc, _ in DRUGS.values()]
+    (folder / "RXCUI2atc4.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    pairs = ["atc3_a,atc3_b"] + [f"{a},{b}" for a, b, _ in DDI_PAIRS]
+    (folder / "ddi_atc3_pairs.csv").write_text("\n".join(pairs) + "\n", encoding="utf-8")
+    marker = {"patients": len(people), "seed": seed, "format": fmt, "leader_version": __version__}
+    (folder / "synth.json").write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
     files = {"root": folder, "ndc_map": folder / "ndc2RXCUI.txt", "atc_map": folder / "RXCUI2atc4.csv"}
     files["ddi"] = folder / "ddi_atc3_pairs.csv"
     if mimic4:

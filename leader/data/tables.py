@@ -1,7 +1,8 @@
 """Reading PhysioNet CSV tables: find the file, check its columns, read lazily with polars.
 
 Tables come as PhysioNet ships them: ``NAME.csv`` or ``NAME.csv.gz``, with upper- or lowercase
-file names and headers. Every column is read as text (ICD codes such as ``01716`` and NDCs keep
+file names and headers (one of the two: both is refused as ambiguous; a UTF-8 byte-order mark is
+accepted; a header naming a column twice, case ignored, is refused). Every column is read as text (ICD codes such as ``01716`` and NDCs keep
 their leading zeros) and renamed to lowercase. Only the columns a loader asks for are kept, and
 tables are collected with polars' streaming engine. Whatever can be wrong with a file (it is
 missing, empty, not UTF-8, lacks a column, has a malformed row) becomes one LeaderError line.
@@ -59,6 +60,8 @@ def find_table(root: Path, name: str, required: bool = True) -> Path | None:
         if required:
             raise LeaderError(f"table {name} not found in {folder} (looked for {stem}.csv or {stem}.csv.gz, any case)")
         return None
+    if len(found) > 1:
+        raise LeaderError(f"{folder} holds both {found[0].name} and {found[1].name} for table {name}; keep only one")
     return found[0]
 
 
@@ -77,9 +80,21 @@ def read_header(path: Path) -> list[str]:
         raise LeaderError(f"{path}: header is not UTF-8 text; re-export the file as UTF-8") from None
     if not text.strip():
         raise LeaderError(f"{path} is empty; download the table again")
-    header = next(csv.reader([text]))
+    try:
+        header = next(csv.reader([text]))
+    except csv.Error as err:
+        raise LeaderError(f"{path}: the header is not a CSV row ({err}); is it an unmodified MIMIC table?") from None
     if not second:
         raise LeaderError(f"{path} has a header but no rows; download the table again")
+    seen: dict[str, str] = {}
+    for name in header:
+        key = name.strip().lower()
+        if key in seen:
+            raise LeaderError(
+                f"{path}: column '{key}' appears twice in the header ('{seen[key]}' and '{name}', case ignored); "
+                "rename or drop one of them"
+            )
+        seen[key] = name
     return header
 
 
@@ -115,8 +130,23 @@ def collect(frame: pl.LazyFrame, path: Path, stage: str = "") -> pl.DataFrame:
         out = frame.collect(engine="streaming", optimizations=_OPTS)
     except pl.exceptions.PolarsError as err:
         raise LeaderError(f"{path}: {_describe(err)}") from None
+    out = _strip_nul(out, path)
     log(f"{stage or path.name}: {out.height:,} rows ({time.perf_counter() - start:.1f} s)")
     return out
+
+
+def _strip_nul(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
+    """Remove NUL bytes from text values (a code "40\\x0019" becomes "4019"), saying how many values had them."""
+    text = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    if not text:
+        return frame
+    counts = frame.select(pl.col(text).str.contains("\x00", literal=True).sum()).row(0)
+    if not any(counts):
+        return frame
+    found = ", ".join(f"{n:,} in '{c}'" for c, n in zip(text, counts, strict=True) if n)
+    log(f"{path.name}: removed NUL bytes from {sum(counts):,} values ({found})")
+    dirty = [c for c, n in zip(text, counts, strict=True) if n]
+    return frame.with_columns(pl.col(dirty).str.replace_all("\x00", "", literal=True))
 
 
 def check_field_counts(path: Path, expected: int) -> None:
