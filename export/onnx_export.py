@@ -22,10 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from leader.data.atc import label_title
+from leader.encoding import INPUTS
 from leader.errors import LeaderError
 from leader.io import atomic_path, check_out_file
 
-from .runtime import FORMAT_VERSION, INPUTS, OUTPUT, PREFIX
+from .onnxfile import save_checked, set_metadata
+from .runtime import FORMAT_VERSION, OUTPUT, PREFIX
 
 PARITY_TOL = 1e-5
 """Largest |p_onnx - p_torch| accepted on probabilities."""
@@ -186,26 +188,6 @@ def build_metadata(
         **extra,
     }
     return {PREFIX + k: json.dumps(v, ensure_ascii=False, sort_keys=False) for k, v in meta.items()}
-
-
-def set_metadata(proto, meta: dict[str, str]) -> None:
-    """Replace the model's ``leader.*`` metadata_props with `meta` (other keys are kept)."""
-    keep = [(p.key, p.value) for p in proto.metadata_props if not p.key.startswith(PREFIX)]
-    del proto.metadata_props[:]
-    for key, value in [*keep, *meta.items()]:
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-
-
-def save_checked(proto, path: Path) -> None:
-    """Save as one file (weights inside) and run the full ONNX checker on it."""
-    import onnx
-
-    onnx.save_model(proto, str(path), save_as_external_data=False)
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-    except onnx.checker.ValidationError as err:
-        raise RuntimeError(f"exported model fails onnx.checker: {err}") from err
 
 
 def _names_and_dataset_path(cfg: ExportConfig, run: dict) -> tuple[dict[str, str], Path | None]:

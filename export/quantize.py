@@ -15,11 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from leader.encoding import INPUTS
 from leader.errors import LeaderError
 from leader.io import atomic_path
 from leader.safejson import loads
 
-from .runtime import INPUTS, OUTPUT, PREFIX
+from .onnxfile import save_checked, set_metadata
+from .runtime import OUTPUT, PREFIX
 
 BATCH = 256
 
@@ -27,26 +29,14 @@ BATCH = 256
 def validation_samples(record: dict, data_path: Path):
     """The student's validation samples, rebuilt from its dataset and recorded split."""
     from leader.cohort import load_dataset
-    from leader.runinfo import check_same_dataset
-    from leader.samples import split_samples
+    from leader.samples import rebuild_split
 
-    dataset = load_dataset(data_path)
-    check_same_dataset(record, dataset, data_path)
-    split = record.get("split") or {}
-    how = split.get("how", "random")
-    # an external split's validation part comes from the training dataset alone
-    parts = split_samples(
-        dataset,
-        how,
-        int(split.get("seed", 0)),
-        split.get("target", "all"),
-        external=dataset if how == "external" else None,
-    )
-    if not parts["val"]:
+    val = rebuild_split(record, load_dataset(data_path), "val", data_path)
+    if not val:
         raise LeaderError(
             f"{data_path}: the validation split is empty, so int8 accuracy cannot be checked; use a larger dataset or export without --int8"
         )
-    return parts["val"]
+    return val
 
 
 def onnx_probabilities(path: str | Path, encoder, samples, threads: int = 2) -> np.ndarray:
@@ -82,8 +72,6 @@ def quantize_checked(
 
     from leader.encoding import Encoder
     from leader.metrics import jaccard_samples, labels_matrix, predict
-
-    from .onnx_export import save_checked, set_metadata
 
     samples = validation_samples(record, data_path)
     encoder = Encoder.from_dict(loads(meta[PREFIX + "encoder"]))

@@ -22,17 +22,18 @@ import numpy as np
 import onnxruntime as ort  # after leader.export/__init__.py switched its telemetry off
 
 from leader.cohort import normalize_patient
-from leader.encoding import CODE_TYPES, Encoder, Vocab, profile_tokens
+from leader.encoding import CODE_TYPES, INPUTS, Encoder, Vocab
 from leader.errors import LeaderError
 from leader.safejson import JSONError, loads
+from leader.samples import visit_sample
 
 FORMAT_VERSION = 1
 """Version of the metadata layout below; a runtime refuses files written by a newer one."""
 PREFIX = "leader."
 KEYS = ("format_version", "encoder", "medication_names", "thresholds", "ddi", "metrics", "dataset_sha256", "versions")
 """Required metadata keys (each stored as ``leader.<key>``, its value JSON text)."""
-INPUTS = ("diagnoses", "procedures", "medications", "profile", "visit_mask")
 OUTPUT = "probabilities"
+"""The graph's one output, [B, M]; its inputs are `leader.encoding.INPUTS`."""
 
 
 def read_metadata(path: str | Path, meta: dict[str, str]) -> dict:
@@ -269,9 +270,11 @@ class Recommender:
         return self.session.run([OUTPUT], {k: arrays[k] for k in INPUTS})[0]
 
     def encode(self, patients: list[dict]) -> dict[str, np.ndarray]:
-        """Arrays for valid patients; the current visit's medications never reach the model."""
-        visit_lists = [[*p["visits"][:-1], {**p["visits"][-1], "medications": []}] for p in patients]
-        return self.encoder.encode([p.get("profile") or {} for p in patients], visit_lists)
+        """Arrays for valid patients: each is the sample of its last visit, built and encoded as in
+        training (`leader.samples.visit_sample`, `Encoder.encode`: the current visit's medications
+        are never input)."""
+        samples = [visit_sample(f"serve:{i}", p, len(p["visits"]) - 1, labelled=False) for i, p in enumerate(patients)]
+        return self.encoder.encode_samples(samples)
 
     def predict(self, patients: list[dict]) -> np.ndarray:
         """Probabilities [N, M] of valid patients. Patients are run in groups of equal history
@@ -317,7 +320,8 @@ class Recommender:
             res.ranked = list(zip([labels[j] for j in ranks[:k].tolist()], ranked_probs[row][:k], strict=True))
             res.recommended = [labels[j] for j in chosen.tolist()]
             res.ddi_warnings = [(labels[chosen[a]], labels[chosen[b]]) for a, b in pairs]
-            res.unknown_codes, res.truncated = self._unknown_and_truncated(patient)
+            res.unknown_codes = self.encoder.unknown_codes(patient.get("profile") or {}, patient["visits"])
+            res.truncated = self.encoder.truncated(patient["visits"])
         return results
 
     @staticmethod
@@ -341,22 +345,6 @@ class Recommender:
             except Exception as err:
                 res.error = f"unusable patient record ({type(err).__name__})"
         return probs
-
-    def _unknown_and_truncated(self, patient: dict) -> tuple[list[str], bool]:
-        """Codes the vocabularies lack (the current visit's medications aside), and whether the
-        patient exceeds the model's visit or code limits."""
-        visits, limit = patient["visits"], self.encoder.max_codes
-        unknown: set[str] = set()
-        truncated = len(visits) > self.encoder.max_visits
-        for j, visit in enumerate(visits):
-            for kind in CODE_TYPES if j < len(visits) - 1 else CODE_TYPES[:2]:
-                codes = visit.get(kind) or []
-                truncated = truncated or len(codes) > limit
-                index = self.encoder.vocabs[kind].index
-                unknown.update(c for c in codes if c not in index)
-        profile_vocab = self.encoder.vocabs["profile"].index
-        profile = [f"profile:{t}" for t in profile_tokens(patient.get("profile") or {}) if t not in profile_vocab]
-        return sorted(unknown) + profile, truncated
 
 
 def _patient_id(patient) -> str | int | None:

@@ -17,6 +17,7 @@ import csv
 import gzip
 import io
 import json
+import math
 import platform
 import re
 from collections.abc import Iterable, Iterator
@@ -145,6 +146,25 @@ def normalize_patient(patient: dict) -> dict:
     return {**patient, "visits": visits}
 
 
+def _check_profile(profile: dict, where: str) -> None:
+    """Profile values are strings, finite numbers, booleans or null; an age is a finite number >= 0
+    (or a string holding one), so ``"age": "inf"`` stops here instead of crashing training."""
+    for key, value in profile.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise LeaderError(f"{where}: profile field '{key}' is not a finite number; give a number or null")
+        if not (value is None or isinstance(value, (str, int, float, bool))):
+            raise LeaderError(f"{where}: profile field '{key}' must be a string, a number or null")
+    age = profile.get("age")
+    if age is None or age == "":
+        return
+    try:
+        number = float(age)
+    except (TypeError, ValueError, OverflowError):
+        raise LeaderError(f"{where}: profile 'age' is {str(age)[:20]!r}; give the age in years or null") from None
+    if not math.isfinite(number) or number < 0:
+        raise LeaderError(f"{where}: profile 'age' must be a finite number of years >= 0 (or null)")
+
+
 def _where(line: int | None, patient: dict | None) -> str:
     return f"line {line}" if line is not None else "patient record"
 
@@ -168,6 +188,7 @@ def validate_patient(
             raise LeaderError(f"{where}: field '{key}' has the wrong type")
     if not patient["visits"]:
         raise LeaderError(f"{where}: patient has no visits; drop the patient or add a visit")
+    _check_profile(patient["profile"], where)
     for v, visit in enumerate(patient["visits"]):
         vwhere = f"{where}, visit {v + 1}"
         if not isinstance(visit, dict):
@@ -233,7 +254,7 @@ def write_dataset(
         ):
             for patient in patients:
                 validate_patient(patient, labels=labels)
-                handle.write(json.dumps(patient, ensure_ascii=False, separators=(",", ":")) + "\n")
+                handle.write(json.dumps(patient, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n")
                 n_patients += 1
                 n_visits += len(patient["visits"])
         if n_patients == 0:

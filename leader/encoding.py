@@ -26,6 +26,8 @@ MIN_PATIENTS = 5
 only when at least k distinct training patients carry it, so nothing that singles out a patient
 (a name typed into a profile field, a record number in a code column) reaches a model file.
 k = 5 follows common k-anonymity practice for released aggregates."""
+INPUTS = ("diagnoses", "procedures", "medications", "profile", "visit_mask")
+"""The model's input names, in order: the keys of `Encoder.encode` and the ONNX graph's inputs."""
 OTHER = "OTHER"
 """The closed category of a profile field: a value kept out of the vocabulary reads as ``FIELD=OTHER``."""
 
@@ -39,8 +41,10 @@ def profile_tokens(profile: dict) -> list[str]:
             continue
         if key == "age":
             try:
-                age = min(int(float(value)), 90)
-            except (TypeError, ValueError):
+                age = min(int(float(value)), 90)  # inf and NaN raise OverflowError / ValueError here
+            except (TypeError, ValueError, OverflowError):
+                continue
+            if age < 0:
                 continue
             value = "90+" if age >= 90 else f"{age // 10 * 10}-{age // 10 * 10 + 9}"
         tokens.append(f"{key}={str(value).strip().upper()}")
@@ -157,27 +161,49 @@ class Encoder:
             {k: Vocab(list(v)) for k, v in d["vocabs"].items()}, list(d["medications"]), d["max_visits"], d["max_codes"]
         )
 
+    def input_codes(self, visits: list[dict], limit: bool = True) -> dict[str, list[list[str]]]:
+        """What the model reads of one patient's visits (current visit last), per code type and visit.
+
+        This is the one home of the rule "the current visit's medications are never model input":
+        the medications shown with visit j are those of visit j-1 (none for the first visit ever),
+        so the current visit contributes its diagnoses and procedures only. With `limit`, only the
+        last `max_visits` visits are kept (codes are cut to `max_codes` by `encode`); without it,
+        every visit, for `unknown_codes` and `truncated`.
+        """
+        start = max(0, len(visits) - self.max_visits) if limit else 0
+        out = {kind: [visits[j][kind] for j in range(start, len(visits))] for kind in CODE_TYPES[:2]}
+        out["medications"] = [visits[j - 1]["medications"] if j > 0 else [] for j in range(start, len(visits))]
+        return out
+
     def unknown_codes(self, profile: dict, visits: list[dict]) -> list[str]:
-        """Codes of the visits that the vocabularies have never seen (reported, not fatal)."""
-        return sorted({c for v in visits for k in CODE_TYPES for c in v.get(k, []) if c not in self.vocabs[k].index})
+        """Input codes the vocabularies have never seen (read as UNK; reported, not fatal), sorted,
+        then the profile tokens outside the profile vocabulary as ``profile:FIELD=VALUE``. Every
+        visit counts, also those beyond `max_visits`; the current visit's medications are no input."""
+        codes = self.input_codes(visits, limit=False)
+        unknown = {c for kind in CODE_TYPES for row in codes[kind] for c in row if c not in self.vocabs[kind].index}
+        known = self.vocabs["profile"].index
+        return sorted(unknown) + [f"profile:{t}" for t in profile_tokens(profile) if t not in known]
+
+    def truncated(self, visits: list[dict]) -> bool:
+        """True when `encode` drops something of these visits: visits beyond `max_visits` (the
+        oldest go first) or codes beyond `max_codes` in an input list."""
+        if len(visits) > self.max_visits:
+            return True
+        codes = self.input_codes(visits, limit=False)
+        return any(len(row) > self.max_codes for kind in CODE_TYPES for row in codes[kind])
 
     def encode(self, profiles: list[dict], visit_lists: list[list[dict]]) -> dict[str, np.ndarray]:
-        """Encode patients (profile + visits, current visit last) into padded arrays.
+        """Encode patients (profile + visits, current visit last) into padded arrays (`INPUTS`).
 
-        Keeps the last `max_visits` visits and the first `max_codes` codes of each type per visit.
-        Padding is to the batch's own maximum, so shapes vary from batch to batch.
+        Reads what `input_codes` says (the last `max_visits` visits) and the first `max_codes`
+        codes of each list. Padding is to the batch's own maximum, so shapes vary from batch to batch.
         """
         batch = len(visit_lists)
-        kept = [visits[-self.max_visits :] for visits in visit_lists]
-        # the medications shown with visit j are those of visit j-1 (none for the first visit ever)
-        prev_meds = []
-        for visits in visit_lists:
-            start = max(0, len(visits) - self.max_visits)
-            prev_meds.append([visits[j - 1]["medications"] if j > 0 else [] for j in range(start, len(visits))])
-        n_visits = max(1, max(len(k) for k in kept))
+        inputs = [self.input_codes(visits) for visits in visit_lists]
+        n_visits = max(1, max(len(codes["diagnoses"]) for codes in inputs))
         out = {}
         for kind in CODE_TYPES:
-            rows = [[v[kind] for v in k] for k in kept] if kind != "medications" else prev_meds
+            rows = [codes[kind] for codes in inputs]
             width = max(1, min(self.max_codes, max((len(c) for r in rows for c in r), default=1)))
             arr = np.zeros((batch, n_visits, width), dtype=np.int64)
             vocab = self.vocabs[kind]
@@ -192,8 +218,8 @@ class Encoder:
             prof[b, : len(ids)] = ids
         out["profile"] = prof
         mask = np.zeros((batch, n_visits), dtype=np.float32)
-        for b, k in enumerate(kept):
-            mask[b, : len(k)] = 1.0
+        for b, codes in enumerate(inputs):
+            mask[b, : len(codes["diagnoses"])] = 1.0
         out["visit_mask"] = mask
         return out
 
@@ -201,11 +227,17 @@ class Encoder:
         return self.encode([s.profile for s in samples], [s.visits for s in samples])
 
     def multi_hot(self, label_lists: list[list[str]]) -> np.ndarray:
-        """Targets as float32 [B, n_meds]; labels outside the list are ignored."""
-        index = {m: i for i, m in enumerate(self.medications)}
-        y = np.zeros((len(label_lists), len(self.medications)), dtype=np.float32)
-        for b, labels in enumerate(label_lists):
-            for m in labels:
-                if m in index:
-                    y[b, index[m]] = 1.0
-        return y
+        """Targets as float32 [B, n_meds] over this encoder's labels (`multi_hot`)."""
+        return multi_hot(label_lists, self.medications)
+
+
+def multi_hot(label_lists, medications) -> np.ndarray:
+    """The one label encoding: {0,1} float32 [B, M], column m = ``medications[m]``; labels outside
+    `medications` are ignored (an external test set's, or a run's fewer labels)."""
+    index = {m: i for i, m in enumerate(medications)}
+    y = np.zeros((len(label_lists), len(medications)), dtype=np.float32)
+    for b, labels in enumerate(label_lists):
+        for m in labels:
+            if m in index:
+                y[b, index[m]] = 1.0
+    return y

@@ -26,6 +26,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from leader.encoding import multi_hot
+
 METRICS = (
     "jaccard_samples",
     "precision_samples",
@@ -378,14 +380,8 @@ def tune_threshold(y_true, probs, per_med: bool = False, count_tol: float = 0.10
 
 
 def labels_matrix(samples, medications: Sequence[str]) -> np.ndarray:
-    """{0,1} float32 [N, M] of each sample's `labels`; labels outside `medications` are ignored."""
-    index = {m: i for i, m in enumerate(medications)}
-    y = np.zeros((len(samples), len(medications)), dtype=np.float32)
-    for row, sample in enumerate(samples):
-        for label in sample.labels:
-            if label in index:
-                y[row, index[label]] = 1.0
-    return y
+    """{0,1} float32 [N, M] of each sample's `labels` (`leader.encoding.multi_hot`)."""
+    return multi_hot([sample.labels for sample in samples], medications)
 
 
 def single_mask(samples) -> np.ndarray:

@@ -15,6 +15,7 @@ import base64
 import datetime
 import html
 import io
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from leader import __version__
 from leader.errors import LeaderError
-from leader.io import read_json, write_text
+from leader.io import check_out_file, read_json, write_text
 from leader.metrics import GROUPS
 from leader.runinfo import read_run
 from leader.safejson import JSONError, loads
@@ -47,6 +48,7 @@ class ReportConfig:
     with_teacher: bool = False
     """Also recompute the teacher's predictions for the count histogram (slow on a CPU)."""
     title: str = "leader report"
+    """Heading and page title of the report."""
 
 
 @dataclass
@@ -55,10 +57,19 @@ class _Run:
     record: dict
     metrics: dict
     log: list[dict] = field(default_factory=list)
+    strongest: bool = False
+    """The strongest baseline of the report (`leader.baseline.strongest_baseline`): first, marked."""
 
     @property
     def name(self) -> str:
         return self.record.get("name") or self.folder.name
+
+    @property
+    def label(self) -> str:
+        """The name in legends: the strongest baseline carries its mark."""
+        from leader.baseline import STRONGEST
+
+        return f"{self.name} · {STRONGEST}" if self.strongest else self.name
 
 
 def _load(folder: Path) -> _Run:
@@ -78,6 +89,17 @@ def _load(folder: Path) -> _Run:
                         entry.update({f"{key}_{k}": v for k, v in entry.pop(key).items()})
                 log.append(entry)
     return _Run(folder, record, metrics, log)
+
+
+def _strongest_first(runs: list[_Run]) -> list[_Run]:
+    """The runs in table order: the strongest baseline (`leader.baseline.strongest_baseline`) first, marked."""
+    from leader.baseline import strongest_baseline
+
+    best = strongest_baseline([(r.record, r.metrics) for r in runs])
+    if best is None:
+        return runs
+    runs[best].strongest = True
+    return [runs[best]] + [r for i, r in enumerate(runs) if i != best]
 
 
 def _png(fig) -> str:
@@ -133,7 +155,7 @@ def _bars(plt, runs: list[_Run], split: str) -> str:
             tables = run.metrics.get(split, {})
             stats = [_value(tables.get(g, {}), metric) for g in GROUPS]
             xs = np.arange(len(GROUPS)) + (i - (len(runs) - 1) / 2) * width
-            ax.bar(xs, [s[0] for s in stats], width, yerr=[s[1] for s in stats], label=run.name, capsize=2)
+            ax.bar(xs, [s[0] for s in stats], width, yerr=[s[1] for s in stats], label=run.label, capsize=2)
         ax.set_xticks(np.arange(len(GROUPS)), GROUPS)
         ax.set_title(label)
         ax.grid(axis="y", alpha=0.3)
@@ -148,7 +170,7 @@ def _counts(plt, runs: list[_Run], cfg: ReportConfig) -> tuple[str, str] | None:
     from leader.cohort import load_dataset
     from leader.evaluate import predict_run
     from leader.metrics import labels_matrix, predict
-    from leader.samples import split_samples
+    from leader.samples import rebuild_split
 
     chosen = [r for r in runs if r.record.get("kind") != "teacher" or cfg.with_teacher]
     if not chosen:
@@ -158,21 +180,29 @@ def _counts(plt, runs: list[_Run], cfg: ReportConfig) -> tuple[str, str] | None:
     same: list[tuple[str, np.ndarray]] = []  # runs on the first run's dataset: the label table's columns
     truth = labels = first = None
     for run in chosen:
-        path = str(cfg.data or run.record["dataset"]["path"])
+        split = run.record.get("split") or {}
+        tested_elsewhere = split.get("how") == "external" and cfg.split == "test"  # on the dataset it names
+        if tested_elsewhere and not (cfg.data or split.get("external")):
+            print(
+                f"note: {run.name} is left out of the count histogram: pass its test dataset as --data", file=sys.stderr
+            )
+            continue
+        path = str(cfg.data or (split["external"] if tested_elsewhere else run.record["dataset"]["path"]))
         if path not in datasets:
             if not Path(path).is_dir():
                 return None
             datasets[path] = load_dataset(path)
         dataset = datasets[path]
-        split = run.record["split"]
-        samples = split_samples(dataset, split["how"], split["seed"], split["target"])[cfg.split]
+        samples = rebuild_split(run.record, dataset, cfg.split, run.folder)
         probs = predict_run(run.folder, samples, dataset)
-        series.append((run.name, predict(probs, run.record["thresholds"])))
+        series.append((run.label, predict(probs, run.record["thresholds"])))
         if truth is None:
             labels, first = labels_matrix(samples, dataset.medications), path
             truth = labels.sum(1)
         if path == first:
             same.append(series[-1])
+    if truth is None:
+        return None
     table = _labels_html(labels, same, datasets[first])
     series = [(name, picked.sum(1)) for name, picked in series]
     top = int(max([truth.max(), *(s.max() for _, s in series)])) + 1
@@ -281,6 +311,15 @@ COLUMNS = (
 )
 
 
+def _row_name(run: _Run) -> str:
+    """A results table's first cell: the strongest baseline in bold with its mark."""
+    from leader.baseline import STRONGEST
+
+    if run.strongest:
+        return f"<b>{html.escape(run.name)}</b> <small>· {STRONGEST}</small>"
+    return html.escape(run.name)
+
+
 def _results_html(runs: list[_Run], split: str) -> str:
     """One table per group (overall / single / multi): models as rows, mean ± std cells."""
     parts = []
@@ -290,7 +329,7 @@ def _results_html(runs: list[_Run], split: str) -> str:
         rows = []
         for run in runs:
             table = (run.metrics.get(split) or {}).get(group) or {"n": 0}
-            cells = [html.escape(run.name)]
+            cells = [_row_name(run)]
             for key, _ in COLUMNS:
                 mean, std = _value(table, key) if table.get("n") else (np.nan, 0.0)
                 cells.append("—" if np.isnan(mean) else f"{mean:.4f} ± {std:.4f}")
@@ -314,6 +353,7 @@ text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}img{max-wi
 
 def run(cfg: ReportConfig) -> Path:
     """Build the report and write it atomically to ``cfg.out``."""
+    check_out_file(cfg.out, overwrite=True)  # a folder or an unwritable place fails now, not after the work
     try:
         import matplotlib
 
@@ -323,14 +363,20 @@ def run(cfg: ReportConfig) -> Path:
         raise LeaderError("leader report needs matplotlib: pip install 'leader[report]'") from None
     if not cfg.runs:
         raise LeaderError("give at least one run folder to report on")
-    runs = [_load(Path(folder)) for folder in cfg.runs]
+    runs = _strongest_first([_load(Path(folder)) for folder in cfg.runs])
     sections = [f"<h1>{html.escape(cfg.title)}</h1>"]
     hashes = sorted({r.record.get("dataset", {}).get("sha256", "")[:12] for r in runs})
     sections.append(
         f"<p class=meta>leader {__version__} · {datetime.date.today().isoformat()} · "
         f"dataset sha256 {', '.join(hashes)} · metrics on the {cfg.split} split, mean ± std over 10 bootstrap rounds of 80%</p>"
     )
-    sections.append("<h2>Results</h2>" + _results_html(runs, cfg.split))
+    bar = (
+        "<p>First row: the strongest baseline (the best validation Jaccard among the baselines), the bar the "
+        "other models have to clear.</p>"
+        if any(r.strongest for r in runs)
+        else ""
+    )
+    sections.append("<h2>Results</h2>" + bar + _results_html(runs, cfg.split))
     sections.append(f"<h2>Models compared</h2><img alt='model comparison' src='{_bars(plt, runs, cfg.split)}'>")
     counts = _counts(plt, runs, cfg)
     if counts:

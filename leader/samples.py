@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from leader.cohort import Dataset
 from leader.errors import LeaderError
+from leader.runinfo import check_same_dataset
 
 SPLITS = ("train", "val", "test")
 
@@ -56,6 +57,17 @@ class Sample:
         return len(self.visits) == 1
 
 
+def visit_sample(sample_id: str, patient: dict, visit: int, labelled: bool = True) -> Sample:
+    """The sample of visit `visit` of a cohort patient record (its profile and visits up to that
+    one): the one sample constructor of training (`make_samples`) and serving
+    (`leader.export.runtime`). Its labels are that visit's medications; at serving time they are
+    unknown (`labelled=False`: no labels). What the model reads of a sample, and that the current
+    visit's medications are never input, is `leader.encoding.Encoder.input_codes`."""
+    visits = patient["visits"][: visit + 1]
+    labels = list(visits[-1]["medications"]) if labelled else []
+    return Sample(sample_id, patient.get("profile") or {}, visits, labels)
+
+
 def make_samples(dataset: Dataset, target: str = "all") -> list[Sample]:
     """Turn a dataset's patients into samples (`target` is "all" or "last")."""
     if target not in ("all", "last"):
@@ -64,9 +76,19 @@ def make_samples(dataset: Dataset, target: str = "all") -> list[Sample]:
     for p, patient in enumerate(dataset.patients):
         visits = patient["visits"]
         first = len(visits) - 1 if target == "last" else 0
-        for v in range(first, len(visits)):
-            samples.append(Sample(f"{p}:{v}", patient["profile"], visits[: v + 1], list(visits[v]["medications"])))
+        samples.extend(visit_sample(f"{p}:{v}", patient, v) for v in range(first, len(visits)))
     return samples
+
+
+def external_test(external: Dataset, labels, target: str = "all") -> list[Sample]:
+    """Every sample of another dataset as an external test set: medications outside `labels` (the
+    training dataset's) are ignored, sample ids get an ``ext:`` prefix."""
+    labels = set(labels)
+    test = make_samples(external, target)
+    for s in test:
+        s.labels = [m for m in s.labels if m in labels]
+        s.sample_id = "ext:" + s.sample_id
+    return test
 
 
 def _patient_of(sample: Sample) -> int:
@@ -139,17 +161,39 @@ def split_samples(
         patients = sorted({_patient_of(s) for s in samples})
         random.Random(seed).shuffle(patients)
         val = set(patients[: max(1, len(patients) // 10)])
-        labels = set(dataset.medications)
-        test = make_samples(external, target)
-        for s in test:
-            s.labels = [m for m in s.labels if m in labels]
-            s.sample_id = "ext:" + s.sample_id
+        test = external_test(external, dataset.medications, target)
         return {
             "train": [s for s in samples if _patient_of(s) not in val],
             "val": [s for s in samples if _patient_of(s) in val],
             "test": test,
         }
     raise LeaderError(f"--split must be random, temporal, site or external, got '{how}'")
+
+
+def rebuild_split(record: dict, dataset: Dataset, split: str, where="the run") -> list[Sample]:
+    """The samples of `split` ("train", "val" or "test") of a finished run, re-created from its
+    ``run.json`` record (`split`: how, seed, target) on `dataset`: the one way every reader
+    (evaluate, report, export's int8 check, bench) rebuilds a run's split.
+
+    `dataset` must be the one the run was trained on (same labels and cohort sha256, else a
+    LeaderError naming `where`), except for a ``--split external`` run's test split: any dataset
+    given for it is that test set, whole (`external_test`); the training dataset holds only its
+    train and val parts.
+    """
+    if split not in SPLITS:
+        raise LeaderError(f"--split must be one of {', '.join(SPLITS)}, got '{split}'")
+    info = record.get("split") or {}
+    how, seed, target = info.get("how", "random"), int(info.get("seed", 0)), info.get("target", "all")
+    if how == "external" and record.get("dataset", {}).get("sha256") != dataset.sha256:
+        if split != "test":
+            raise LeaderError(f"--split {split} of an external run needs the dataset it was trained on as --data")
+        return external_test(dataset, record.get("medications", []), target)
+    check_same_dataset(record, dataset, where)
+    if how == "external":
+        if split == "test":
+            raise LeaderError(f"{where} was tested on an external dataset: pass that dataset as --data")
+        return split_samples(dataset, how, seed, target, external=dataset)[split]
+    return split_samples(dataset, how, seed, target)[split]
 
 
 def _site_split(samples: list[Sample], seed: int) -> dict[str, list[Sample]]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from leader.encoding import CODE_TYPES, Encoder
+from leader.encoding import CODE_TYPES, INPUTS, Encoder
 from leader.samples import Sample
 
 from .model import Student
 
-INPUTS = ("diagnoses", "procedures", "medications", "profile", "visit_mask")
+__all__ = ["INPUTS", "EncodedSamples", "length_batches", "predict"]
 
 
 class EncodedSamples:

@@ -26,12 +26,12 @@ from tqdm import tqdm
 from leader.cohort import Dataset, load_dataset
 from leader.encoding import Encoder
 from leader.errors import LeaderError
-from leader.evaluate import score, write_metrics
 from leader.io import atomic_dir, atomic_path, claim_out, write_json, write_text
 from leader.metrics import pr_auc_samples
 from leader.runinfo import check_same_dataset, read_run, write_run
 from leader.safejson import loads
 from leader.samples import Sample, split_samples
+from leader.scoring import score, write_metrics
 
 from .batches import INPUTS, EncodedSamples, length_batches, predict
 from .config import DistillConfig
@@ -246,8 +246,7 @@ def _run(cfg: DistillConfig) -> Path:
     with atomic_dir(out, overwrite=cfg.overwrite or cfg.resume, marker="run.json") as tmp:
         write_run(tmp, "student", cfg.label, dataset, split, thresholds, cfg.to_dict(), teacher=teacher_info,
                   best_epoch=progress["best_epoch"], epochs_run=progress["epoch"])  # fmt: skip
-        config = {"student": student_cfg.to_dict(), "distill": cfg.to_dict(), "teacher": teacher_info}
-        write_json(tmp / "config.json", config)
+        write_json(tmp / "config.json", {"student": student_cfg.to_dict()})  # the options are in run.json only
         write_json(tmp / "encoder.json", encoder.to_dict())
         save_weights(model, tmp / "model.safetensors")
         shutil.copyfile(Path(dataset.path) / "ddi.csv", tmp / "ddi.csv")

@@ -1,11 +1,13 @@
 """The student folder (output of `leader distill --out DIR`):
 
-run.json          kind "student", name, dataset sha256, split, medications, thresholds, versions
-config.json       {"student": StudentConfig, "distill": DistillConfig, "teacher": {...} | null}
+run.json          kind "student", name, dataset sha256, split, medications, thresholds, versions,
+                  config (the resolved DistillConfig), teacher ({path, name, kd_standardized} | null)
+config.json       {"student": StudentConfig}: the network's shape, what `load_student` builds
+                  (folders of earlier versions also hold "distill" and "teacher" here: ignored)
 encoder.json      vocabularies and truncation limits (leader.encoding.Encoder.to_dict())
 model.safetensors the student's weights
 ddi.csv           the dataset's interacting medication pairs (copied)
-metrics.json      {"val": table, "test": table} (leader.evaluate.score)
+metrics.json      {"val": table, "test": table} (leader.scoring.score)
 metrics.jsonl     one line per epoch: losses, validation PR-AUC, seconds
 checkpoint/       resume state (weights, best weights, optimizer, epoch), apart from the model
 """
@@ -23,7 +25,6 @@ from leader.runinfo import read_run
 
 from .model import Student, StudentConfig
 
-FILES = ("run.json", "config.json", "encoder.json", "model.safetensors", "ddi.csv", "metrics.json", "metrics.jsonl")
 CHECKPOINT = "checkpoint"
 
 

@@ -217,9 +217,3 @@ def _projection(cfg: StudentConfig) -> nn.Module:
     if cfg.kd_proj == "linear":
         return nn.Linear(width, cfg.teacher_hidden)
     return nn.Sequential(nn.Linear(width, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, cfg.teacher_hidden))
-
-
-def tensors(batch: dict, device="cpu") -> tuple[torch.Tensor, ...]:
-    """`Encoder.encode` arrays -> the five forward inputs as tensors, in argument order."""
-    names = ("diagnoses", "procedures", "medications", "profile", "visit_mask")
-    return tuple(torch.as_tensor(batch[n], device=device) for n in names)

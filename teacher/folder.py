@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import save_file
 
-from leader.evaluate import score, write_metrics
 from leader.io import read_json, write_json, write_text
 from leader.runinfo import versions, write_run
 from leader.safejson import loads
+from leader.scoring import score, write_metrics
 
 from .infer import TEACHER_FORMAT, gather_logits, load_teacher
 from .prompt import encode

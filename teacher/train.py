@@ -92,7 +92,10 @@ def _accelerator(precision: str) -> Accelerator:
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:
-    """Linear warmup over `warmup` steps, then linear decay to 0 at `total`."""
+    """Linear warmup over `warmup` steps, then linear decay to 0 at `total`; run by torch's
+    `LambdaLR`. Not `transformers.get_linear_schedule_with_warmup` (its warmup starts at lr 0, so
+    the first step would not train) nor a `SequentialLR` of `LinearLR`s: both fix `total` when
+    built, and --max-minutes moves it after the calibration steps (`LoopState.total_steps`)."""
     if step < warmup:
         return (step + 1) / (warmup + 1)
     return max(0.0, (total - step) / max(1, total - warmup))

@@ -50,6 +50,18 @@ def pytest_report_header(config) -> str:
     return f"shared data: {folder} ({found})"
 
 
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say it at the end too (-q hides the header): how many tests skipped for want of the shared data."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "needs the shared data" in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} tests skipped: no shared data at {shared_data_dir()} "
+            "(put shared/data beside the clone, or set LEADER_SHARED_DATA)",
+            yellow=True,
+            bold=True,
+        )
+
+
 MEDS = ["C07A", "C10A", "A10B", "N02B", "B01A", "J01C"]
 TITLES = {
     "ICD9:4019": "Unspecified essential hypertension",
@@ -394,6 +406,15 @@ SLOW_TESTS = {
     "test_data_fhir.py::test_chain_fhir_baseline_distill",
     "test_data_fhir.py::test_synthea_name_coding_and_inpatient_visits",
     "test_split_site.py::test_site_split_holds_out_hospitals",
+    "test_atc.py::test_ndc_map_is_streamed_like_the_literal",
+    "test_atc.py::test_coverage_floors_on_the_three_demos",
+    "test_atc.py::test_report_lists_labels_with_their_atc_titles",
+    "test_contracts.py::test_evaluate_and_report_work_on_site_and_external_runs",
+    "test_privacy_vocab.py::test_the_guard_is_the_patient_count",
+    "test_baseline_strong.py::test_the_demo_table_lists_the_strongest_baseline_first",
+    "test_data_eicu.py::test_name_coding",
+    "test_data_eicu.py::test_age_rules",
+    "test_data_fhir.py::test_synthea_bundles_match_the_bulk_export",
 }
 
 

@@ -57,6 +57,7 @@ def test_logistic_clearly_beats_frequency(runs):
     assert abs(counts["pred_count"]["value"] - counts["true_count"]["value"]) <= 0.5
 
 
+@pytest.mark.slow
 def test_logistic_beats_frequency_on_the_synthetic_cohort(tmp_path):
     from leader.data.synth import synthesize
 

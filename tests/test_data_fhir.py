@@ -434,7 +434,7 @@ def synthea(tmp_path_factory):
 def test_synthea_export(synthea):
     data = load_dataset(synthea)
     m = data.manifest
-    assert m["counts"] == {"patients": 542, "visits": 2127, "medications": 45, "ddi_pairs": 0}
+    assert m["counts"] == {"patients": 550, "visits": 3655, "medications": 44, "ddi_pairs": 0}
     assert m["resources"] == {
         "read": {
             "AllergyIntolerance": 365,
@@ -453,25 +453,25 @@ def test_synthea_export(synthea):
             "no_start": 0,
             "not_inpatient": 0,
             "no_medication": 13439,  # 17,276 encounters, 3,837 with an order
-            "no_mapped_medication": 1588,
-            "no_codes": 120,
+            "no_mapped_medication": 8,
+            "no_codes": 172,
             "no_top_medication": 2,
         },
-        "patients": {"no_encounter": 0, "no_visit_left": 43},
+        "patients": {"no_encounter": 0, "no_visit_left": 35},
     }
     coverage = m["coverage"]
-    assert (coverage["medication_orders"], coverage["mapped_orders"], coverage["mapped_share"]) == (4475, 2780, 0.6212)
-    assert (coverage["drug_names"], coverage["mapped_drug_names"]) == (124, 98)
-    assert coverage["unmapped_names"]["Simvistatin 10 MG"] == 1290  # Synthea's own misspelling
-    assert m["medication_labels_before_top"] == 57 and m["medication_labels_below_min_patients"] == 12
-    assert m["visits_with_note"] == 299 and m["codes_without_title"] == 0
+    assert (coverage["medication_orders"], coverage["mapped_orders"], coverage["mapped_share"]) == (4475, 4467, 0.9982)
+    assert (coverage["drug_names"], coverage["mapped_drug_names"]) == (124, 122)
+    assert "Simvistatin 10 MG" not in dict(coverage["unmapped_top"])  # Synthea's own misspelling: an alias now
+    assert m["medication_labels_before_top"] == 54 and m["medication_labels_below_min_patients"] == 10
+    assert m["visits_with_note"] == 425 and m["codes_without_title"] == 0
     codes = {c for p in data.patients for v in p["visits"] for c in v["diagnoses"] + v["procedures"]}
-    assert len(codes) == 169 and all(c.startswith("SNOMED:") for c in codes)
+    assert len(codes) == 172 and all(c.startswith("SNOMED:") for c in codes)
     assert data.titles["SNOMED:38341003"] == "Hypertension"
-    assert sum(len(v["medications"]) for p in data.patients for v in p["visits"]) == 2987
+    assert sum(len(v["medications"]) for p in data.patients for v in p["visits"]) == 4488
     stats = dataset_stats(synthea)  # what `leader data stats` prints
-    assert (stats["patients"], stats["visits"], stats["medication_labels"]) == (542, 2127, 45)
-    assert stats["medication_mapping_coverage"] == 0.6212 and stats["dropped_visits"]["no_codes"] == 120
+    assert (stats["patients"], stats["visits"], stats["medication_labels"]) == (550, 3655, 44)
+    assert stats["medication_mapping_coverage"] == 0.9982 and stats["dropped_visits"]["no_codes"] == 172
 
 
 def test_synthea_bundles_match_the_bulk_export():
@@ -493,7 +493,7 @@ def test_synthea_bundle_folder(tmp_path):
     argv = ["data", "fhir", "--input", str(shared_data("fhir-r4-synthea", "bundles")), "--out", str(out)]
     assert main([*argv, "--min-patients", "1"]) == 0
     m = load_dataset(out).manifest
-    assert m["counts"] == {"patients": 3, "visits": 8, "medications": 4, "ddi_pairs": 0}
+    assert m["counts"] == {"patients": 3, "visits": 8, "medications": 3, "ddi_pairs": 0}
     assert m["resources"]["read"] == {
         "Condition": 23,
         "Encounter": 52,
@@ -508,11 +508,11 @@ def test_synthea_name_coding_and_inpatient_visits(tmp_path):
     root = str(shared_data("fhir-r4-synthea"))
     assert main(["data", "fhir", "--input", root, "--out", str(tmp_path / "n"), "--coding", "name"]) == 0
     names = load_dataset(tmp_path / "n")
-    assert names.manifest["counts"]["visits"] == 3466 and len(names.medications) == 78
+    assert names.manifest["counts"]["visits"] == 3466 and len(names.medications) == 77
     assert "acetaminophen" in names.medications and names.titles["acetaminophen"] == "acetaminophen"
     assert main(["data", "fhir", "--input", root, "--out", str(tmp_path / "i"), "--visits", "inpatient"]) == 0
     inpatient = load_dataset(tmp_path / "i").manifest
-    assert inpatient["counts"]["visits"] == 161 and inpatient["drops"]["visits"]["not_inpatient"] == 16663
+    assert inpatient["counts"]["visits"] == 207 and inpatient["drops"]["visits"]["not_inpatient"] == 16663
 
 
 def test_chain_fhir_baseline_distill(synthea, tmp_path):

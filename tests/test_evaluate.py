@@ -161,9 +161,11 @@ def test_cli_results(runs, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert out.read_text() == printed
     lines = printed.strip().splitlines()
-    assert len(lines) == 4 and lines[2].startswith("| frequency |") and lines[3].startswith("| logistic |")
+    # the strongest baseline (best validation Jaccard) comes first, marked (leader.baseline.strongest_first)
+    assert len(lines) == 4 and lines[2].startswith("| logistic · strongest baseline |")
+    assert lines[3].startswith("| frequency |")
     stored = read_json(runs["logistic"] / "metrics.json")["test"]["overall"]["jaccard_samples"]
-    assert f"{stored['mean']:.4f} ± {stored['std']:.4f}" in lines[3]
+    assert f"{stored['mean']:.4f} ± {stored['std']:.4f}" in lines[2]
     # the same run twice: the second row is told apart by its folder name
     assert main(["results", str(runs["logistic"]), str(runs["logistic"]), "--split", "val"]) == 0
     assert "| logistic (logistic) |" in capsys.readouterr().out

@@ -145,3 +145,27 @@ def test_ordinary_lines_take_the_plain_c_parser():
     for name, value in BAD_VALUES.items():
         assert name == "deep" or _suspect(_patient(value)), name
     assert _suspect('{"patient_id": "\\ud800"}') and _suspect("[1.5e308]") and _suspect("[" + "1" * 32 + "]")
+    # ids that look like numbers only inside strings (FHIR UUIDs such as "...-6e-456...") stay fast
+    fhir = '{"resourceType": "Encounter", "id": "b2f6e-456d-4a91e049", "subject": {"reference": "Patient/%s"}}'
+    assert not _suspect(fhir % ("1" * 40))
+    assert _suspect('{"id": "6e-456", "n": 1e400}') and _suspect('{"id": "a\\"6e-456", "n": 1}')
+
+
+@pytest.mark.parametrize("age", ['"inf"', '"-Infinity"', '"nan"', "-3", '"1e400"', '"ninety"', "[71]"])
+def test_data_jsonl_refuses_an_age_that_is_not_a_finite_number(tmp_path, capsys, age):
+    """Valid JSON whose age no model can bucket: refused at the boundary with its line, not in training."""
+    source = tmp_path / "export.jsonl"
+    good = _patient("71")
+    source.write_text(good + "\n" + _patient(age).replace('"p"', '"q"') + "\n")
+    assert main(["data", "jsonl", "--input", str(source), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "line 2" in err and "profile" in err and "Traceback" not in err, err[:300]
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+def test_profile_tokens_skip_ages_no_bucket_can_hold():
+    from leader.encoding import profile_tokens
+
+    for age in ("inf", "-inf", "nan", float("inf"), -4, "1e400"):
+        assert profile_tokens({"age": age, "gender": "F"}) == ["gender=F"]
+    assert profile_tokens({"age": "95"}) == ["age=90+"]

@@ -377,3 +377,16 @@ def test_a_teacher_run_is_refused_while_another_holds_its_out(raw_and_dataset, t
     assert run.returncode == 2, err
     assert f"being written by another leader run (pid {os.getpid()}" in err.strip().splitlines()[-1], err
     assert not out.exists()
+
+
+def test_report_and_bench_check_out_before_any_work(tmp_path, capsys):
+    """`leader report --out` a folder, and `leader bench --out` its own model: one line, exit 2, before any work."""
+    assert main(["report", str(tmp_path / "no-such-run"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder" in err and len(err.strip().splitlines()) == 1, err
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"not a model; the --out check comes first")
+    assert main(["bench", "--model", str(model), "--out", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert "is the input" in err and len(err.strip().splitlines()) == 1, err
+    assert model.read_bytes().startswith(b"not a model")

@@ -1,6 +1,6 @@
 """`--split site` (held-out hospitals) and `--split temporal` with two periods, on the eICU demo and by hand.
 
-The eICU tests need /work/shared/data beside the repository; they fail, not skip, when it is missing.
+The eICU tests need ../shared/data beside the repository; they fail, not skip, when it is missing.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ EICU = Path(__file__).resolve().parents[2] / "shared" / "data" / "eicu-crd-demo-
 @pytest.fixture(scope="module")
 def eicu(tmp_path_factory):
     if not EICU.is_dir():
-        pytest.fail(f"the eICU demo is missing at {EICU}: these tests need /work/shared/data beside the repository")
+        pytest.fail(f"the eICU demo is missing at {EICU}: these tests need ../shared/data beside the repository")
     out = tmp_path_factory.mktemp("eicu") / "prepared"
     assert main(["data", "eicu", "--root", str(EICU), "--out", str(out)]) == 0
     return load_dataset(out)

@@ -5,10 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from leader.encoding import Encoder
+from leader.encoding import INPUTS, Encoder
 from leader.samples import make_samples
-from leader.student.model import Student, StudentConfig, tensors
+from leader.student.model import Student, StudentConfig
 from tests.conftest import MEDS
+
+
+def tensors(arrays: dict) -> tuple[torch.Tensor, ...]:
+    """`Encoder.encode` arrays -> the student's forward arguments, in `INPUTS` order."""
+    return tuple(torch.as_tensor(arrays[k]) for k in INPUTS)
 
 
 def _student(encoder: Encoder, **kw) -> Student:

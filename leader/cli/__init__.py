@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from leader.cli import data, demo, distill, evaluate, export, teach  # noqa: F401  (register commands)
+from leader.cli import data, demo, distill, evaluate, export, serve, teach  # noqa: F401  (register commands)
 from leader.cli.app import app
 from leader.errors import LeaderError
 

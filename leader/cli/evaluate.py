@@ -32,10 +32,31 @@ def baseline(
         str, typer.Option(help="all (one sample per visit) or last (each patient's last visit).")
     ] = "all",
     external_data: Annotated[Path | None, typer.Option(help="With --split external: the dataset to test on.")] = None,
+    history: Annotated[
+        str,
+        typer.Option(
+            help="logistic: all (every earlier visit's diagnoses and medications), previous (visit) or auto "
+            "(both fitted, the lower validation loss kept)."
+        ),
+    ] = "auto",
+    notes: Annotated[
+        bool | None,
+        typer.Option(
+            "--notes/--no-notes", help="logistic: words of the note sections (default: on when the data has notes)."
+        ),
+    ] = None,
     per_med: Annotated[bool, typer.Option("--per-med", help="logistic: one threshold per medication.")] = False,
     epochs: Annotated[int, typer.Option(help="logistic: most epochs (early stopping on validation loss).")] = 100,
+    patience: Annotated[
+        int, typer.Option(help="logistic: stop after this many epochs without a better validation loss.")
+    ] = 5,
+    batch_size: Annotated[
+        int, typer.Option(help="logistic: samples per Adam step (at most 1/8 of the training split).")
+    ] = 512,
     lr: Annotated[float, typer.Option(help="logistic: Adam learning rate.")] = 0.05,
-    l2: Annotated[float, typer.Option(help="logistic: L2 weight.")] = 1e-6,
+    l2: Annotated[
+        float | None, typer.Option(help="logistic: L2 weight (default: the lowest validation loss of a grid).")
+    ] = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap rounds (80% each) for mean ± std.")] = 10,
     min_patients: Annotated[
         int, typer.Option(help="logistic: a code or profile value is a feature only if this many patients carry it.")
@@ -49,11 +70,12 @@ def baseline(
 
     cfg = BaselineConfig(
         data=data, out=out, method=method, split=split, seed=seed, target=target, external_data=external_data,
-        per_med=per_med, epochs=epochs, lr=lr, l2=l2, bootstrap=bootstrap, min_patients=min_patients,
-        overwrite=overwrite,
+        history=history, notes=notes, per_med=per_med, epochs=epochs, patience=patience, lr=lr, l2=l2,
+        batch_size=batch_size, bootstrap=bootstrap, min_patients=min_patients, overwrite=overwrite,
     )  # fmt: skip
     folder = run(cfg)
-    print(format_table({method: read_json(folder / "metrics.json")}, "test"), end="")
+    name = read_json(folder / "run.json").get("name") or method
+    print(format_table({name: read_json(folder / "metrics.json")}, "test"), end="")
     print(f"wrote {folder}", file=sys.stderr)
 
 
@@ -90,14 +112,15 @@ def results(
     split: Annotated[str, typer.Option(help="val or test.")] = "test",
     out: Annotated[Path | None, typer.Option(help="Write the markdown table here.")] = None,
 ) -> None:
-    """One markdown table of several runs' stored metrics (bootstrap mean ± std)."""
+    """One markdown table of several runs' stored metrics (bootstrap mean ± std), the strongest baseline first."""
+    from leader.baseline import strongest_first
     from leader.io import read_json, write_text
     from leader.metrics import format_table
     from leader.runinfo import read_run
 
     if split not in ("val", "test"):
         raise LeaderError(f"--split must be val or test, got '{split}'")
-    tables: dict[str, dict] = {}
+    rows: list[tuple[str, dict, dict]] = []
     for folder in runs:
         record = read_run(folder)
         if not (folder / "metrics.json").is_file():
@@ -106,10 +129,10 @@ def results(
         if split not in metrics:
             raise LeaderError(f"{folder}/metrics.json has no '{split}' metrics; re-run that stage")
         name = str(record.get("name") or folder.name)
-        if name in tables:
+        if name in {row[0] for row in rows}:
             name = f"{name} ({folder.name})"
-        tables[name] = metrics
-    text = format_table(tables, split)
+        rows.append((name, record, metrics))
+    text = format_table({name: metrics for name, _, metrics in strongest_first(rows)}, split)
     print(text, end="")
     if out is not None:
         write_text(out, text)

@@ -27,8 +27,12 @@ def export(
         bool, typer.Option("--int8", help="Also write an int8 (dynamic quantization) twin, checked on validation.")
     ] = False,
     force: Annotated[
-        bool, typer.Option("--force", help="Keep the int8 file even if it loses > 0.01 validation Jaccard.")
+        bool,
+        typer.Option("--force", help="Keep the int8 file even if it loses more than --max-drop validation Jaccard."),
     ] = False,
+    max_drop: Annotated[
+        float, typer.Option(help="Largest accepted validation-Jaccard drop of the int8 model against the fp32 one.")
+    ] = 0.01,
     data: Annotated[
         Path | None, typer.Option(help="The student's prepared dataset (default: the path in its run.json).")
     ] = None,
@@ -41,7 +45,9 @@ def export(
     from leader.export.onnx_export import ExportConfig, run
 
     del onnx  # ONNX is the one format; the flag only keeps the command line explicit
-    cfg = ExportConfig(student=student, out=out, int8=int8, force=force, data=data, opset=opset, overwrite=overwrite)
+    cfg = ExportConfig(
+        student=student, out=out, int8=int8, force=force, max_drop=max_drop, data=data, opset=opset, overwrite=overwrite
+    )
     summary = run(cfg)
     typer.echo(
         f"wrote {out} ({summary['bytes'] / 1e6:.2f} MB; |onnx - torch| <= {summary['parity_max_abs_error']:.1e})"
@@ -100,15 +106,18 @@ def bench(
     data: Annotated[Path | None, typer.Option(help="Prepared dataset for inputs (default: the student's).")] = None,
     out: Annotated[Path | None, typer.Option(help="JSON report (default: NAME.bench.json beside the model).")] = None,
     samples: Annotated[int, typer.Option(help="Samples the timings cycle through.")] = 1024,
-    calls: Annotated[int, typer.Option(help="Timed batch-1 calls per engine.")] = 2000,
+    latency_calls: Annotated[
+        int, typer.Option("--latency-calls", "--calls", help="Timed batch-1 calls per engine.")
+    ] = 2000,
+    batch_calls: Annotated[int, typer.Option(help="Timed batch-256 calls per engine.")] = 20,
+    teacher_samples: Annotated[
+        int, typer.Option(help="Visits the teacher is timed on one by one (twice as many batched).")
+    ] = 8,
 ) -> None:
     """Latency, throughput, file sizes and runtime memory of the exported student vs torch and the teacher."""
+    options = dict(locals())  # every parameter is a BenchConfig field of the same name (taken before any import)
     from leader.export.bench import BenchConfig, format_report, run
 
-    report = run(
-        BenchConfig(
-            model=model, student=student, teacher=teacher, data=data, out=out, samples=samples, latency_calls=calls
-        )
-    )
+    report = run(BenchConfig(**options))
     typer.echo(format_report(report), nl=False)
     typer.echo(f"wrote {report['out']}", err=True)

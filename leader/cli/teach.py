@@ -15,11 +15,9 @@ from pathlib import Path
 import typer
 
 from leader.cli.app import app
+from leader.cli.options import option
 from leader.errors import LeaderError
-from leader.teacher.config import TeachConfig, field_docs
-
-_DOCS = field_docs(TeachConfig)
-_DEFAULTS = {name: f.default for name, f in TeachConfig.__dataclass_fields__.items()}
+from leader.teacher.config import TeachConfig
 
 teach_app = typer.Typer(
     help="Train the teacher (a LoRA-tuned LLM with a medication head) or cache its features (`features`).",
@@ -28,8 +26,7 @@ app.add_typer(teach_app, name="teach")
 
 
 def _opt(name: str, **kwargs):
-    default = kwargs.pop("default", _DEFAULTS.get(name))
-    return typer.Option(default, help=_DOCS.get(name, ""), **kwargs)
+    return option(TeachConfig, name, **kwargs)
 
 
 @teach_app.callback(invoke_without_command=True)
@@ -43,7 +40,7 @@ def teach(
     lora_r: int = _opt("lora_r"),
     lora_alpha: int = _opt("lora_alpha"),
     lora_dropout: float = _opt("lora_dropout"),
-    target_modules: str = _opt("target_modules", default=",".join(_DEFAULTS["target_modules"])),
+    target_modules: str = _opt("target_modules", default=",".join(TeachConfig.target_modules)),
     pooling: str = _opt("pooling"),
     max_tokens: int = _opt("max_tokens"),
     max_history: int = _opt("max_history"),

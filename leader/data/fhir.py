@@ -36,7 +36,7 @@ from pathlib import Path
 from leader.cohort import iter_jsonl, write_dataset
 from leader.data.fhir_facts import Store, iter_resources
 from leader.data.fhir_map import VISIT_REASONS, MapOptions, build, patient_record
-from leader.data.meds import read_ddi_pairs
+from leader.data.meds import read_ddi_pairs, unmapped_top
 from leader.data.tables import log
 from leader.encoding import MIN_PATIENTS
 from leader.errors import LeaderError
@@ -46,7 +46,6 @@ __all__ = ["FhirConfig", "patient_record", "run"]  # patient_record: the bedside
 
 FIRST_TYPES = ("Patient", "Encounter", "Medication")
 """NDJSON files of these types are read first (small, and what the others point to)."""
-UNMAPPED_SHOWN = 20
 
 
 @dataclass
@@ -230,7 +229,7 @@ def _prepare(cfg: FhirConfig) -> Path:
             "mapped_share": round((mentions - unmapped) / mentions, 4) if mentions else 0.0,
             "drug_names": len(store.drug_mentions),
             "mapped_drug_names": len(store.drug_mentions) - len(store.unmapped),
-            "unmapped_names": dict(store.unmapped.most_common(UNMAPPED_SHOWN)),
+            "unmapped_top": unmapped_top(dict(store.unmapped)),
         },
         "codes_without_title": sum(1 for c in codes if c not in store.titles),
         "visits_with_note": sum(1 for p in cleaned for v in p["visits"] if v.get("note")),

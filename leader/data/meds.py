@@ -4,8 +4,8 @@
   ``{NDC-11: RXCUI}`` (parsed pair by pair, never evaluated); ``RXCUI2atc4.csv`` has a header with at
   least ``RXCUI`` and ``ATC4`` (GAMENet: ``RXCUI,YEAR,MONTH,NDC,ATC4,...``). As in GAMENet the first
   row of each RXCUI wins; the label is the ATC code's first 4 characters (the ATC level-3 group).
-- ``atc3`` without them: the drug name through `leader.data.atc.AtcCoder` (the shipped MIT name map, or
-  ``--drug-atc``); a name gets every ATC-3 class of its codes.
+- ``atc3`` without them: the drug name through `leader.data.atc.AtcCoder` (the shipped MIT name map with its
+  reviewed corrections, or ``--drug-atc``); a name gets every ATC-3 class of its codes.
 - ``name``: the generic name (`leader.data.atc.normalize_drug_name`: "Metoprolol Tartrate 25mg Tab" ->
   "metoprolol"; inorganic salts such as "potassium chloride" keep both words).
 
