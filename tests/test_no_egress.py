@@ -25,6 +25,17 @@ EGRESS = re.compile(r"sa_family=AF_INET6?\b")
 AF_UNIX sockets (nscd, local services) and AF_NETLINK are not network egress."""
 TELEMETRY_DIR = Path("Microsoft", "DeveloperTools", ".onnxruntime")
 """Where onnxruntime's 1DS telemetry keeps its device id and event store (under XDG_CACHE_HOME)."""
+CI_VARIABLES = {
+    "CI",
+    "CONTINUOUS_INTEGRATION",
+    "BUILD_NUMBER",
+    "TF_BUILD",
+    "GITHUB_ACTIONS",
+    "GITLAB_CI",
+    "JENKINS_URL",
+}
+"""onnxruntime's telemetry stays silent when it sees a CI machine (measured: with CI=true the canary
+shows nothing), so the traced processes run as on a hospital's machine, without them."""
 
 SERVE = """
 import sys, time
@@ -58,11 +69,11 @@ def _strace() -> str:
 
 
 def _start(tmp: Path, name: str, argv: list[str]) -> tuple[subprocess.Popen, Path, Path]:
-    """`argv` under strace with a fresh HOME and cache, the caller's ORT_DISABLE_TELEMETRY removed
-    (the fix must not rely on the environment)."""
+    """`argv` under strace with a fresh HOME and cache, the caller's ORT_DISABLE_TELEMETRY and CI
+    variables removed (the fix must not rely on the environment; the canary must see telemetry)."""
     home = tmp / f"{name}-home"
     (home / "cache").mkdir(parents=True)
-    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY" and k not in CI_VARIABLES}
     env.update(HOME=str(home), XDG_CACHE_HOME=str(home / "cache"))
     log = tmp / f"{name}.strace"
     traced = ["-f", "--seccomp-bpf", "-qq", "-e", "trace=execve,connect,sendto,sendmsg", "-o", str(log)]
