@@ -208,7 +208,7 @@ def table(result: dict) -> str:
         "",
         f"Share of that ceiling reached: bf16 training {100 * rate['bf16'] / (ceiling / 2):.0f}% (the rest: LoRA's "
         f"rank-8 products, attention, norms and dropout masks), features {100 * result['feature_tokens_per_s'] / ceiling:.0f}%. "
-        "The targets are DESIGN.md's reference measurements; a CPU whose bf16 matmuls run at the speed "
+        "The targets are the reference measurements of the first machine; a CPU whose bf16 matmuls run at the speed "
         "measured here cannot reach them where they exceed its ceiling.",
     ]
     return "\n".join(lines) + "\n"

@@ -6,7 +6,7 @@
                             "visits": [{"diagnoses": ["ICD9:4019"], "procedures": []}]}])
     out.recommended, out.ranked[:5], out.ddi_warnings, out.unknown_codes
 
-A patient is a cohort-format record (DESIGN.md): a profile and visits, the last visit being the one
+A patient is a cohort-format record (ARCHITECTURE.md): a profile and visits, the last visit being the one
 to prescribe for (its medications, if any, are ignored). Everything the model needs to read a
 patient (vocabularies, limits, labels, thresholds, DDI pairs) is inside the ONNX file's
 ``metadata_props`` (keys below), so the file alone is the deployable model.

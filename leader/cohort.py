@@ -1,4 +1,4 @@
-"""The prepared dataset: the one contract between pipeline stages (see DESIGN.md).
+"""The prepared dataset: the one contract between pipeline stages (see ARCHITECTURE.md).
 
 A prepared dataset is a folder holding
 

@@ -7,7 +7,7 @@ A batch of samples becomes (B = samples, V = visits kept, C = codes kept per vis
 - ``diagnoses``, ``procedures``: int64 [B, V, C] code ids of each visit (0 = padding, 1 = unknown);
 - ``medications``: int64 [B, V, C] the medications of the visit *before* each visit, so slot 0
   (the first visit kept) holds none: the student puts the patient's profile there instead (the
-  pseudo medication record of DESIGN.md);
+  pseudo medication record of ARCHITECTURE.md);
 - ``profile``: int64 [B, P] profile tokens such as ``gender=F`` or ``age=60-69``;
 - ``visit_mask``: float32 [B, V], 1 for a real visit; visits are left-aligned and
   the current visit is at index ``visit_mask.sum() - 1``.

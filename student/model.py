@@ -42,9 +42,9 @@ class StudentConfig:
     n_labels: int
     """Number of medication labels the head predicts (the dataset's label list)."""
     dim: int = 64
-    """Embedding and encoder width d (DESIGN.md: 64)."""
+    """Embedding and encoder width d (ARCHITECTURE.md: 64)."""
     hidden: int = 128
-    """Width of the head's hidden layer, the mediator that feature KD reads (DESIGN.md: 128)."""
+    """Width of the head's hidden layer, the mediator that feature KD reads (ARCHITECTURE.md: 128)."""
     heads: int = 4
     """Attention heads in every transformer layer; must divide `dim`."""
     dropout: float = 0.1

@@ -1,4 +1,4 @@
-"""What a finished teacher run writes into its folder (DESIGN.md, "Teacher").
+"""What a finished teacher run writes into its folder (ARCHITECTURE.md, "Run folders").
 
 - ``adapter_config.json`` + ``adapter_model.safetensors``: the PEFT LoRA adapter;
 - ``head.safetensors``: the medication head's ``weight`` [n_meds, hidden] and ``bias`` [n_meds], and

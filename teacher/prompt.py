@@ -12,7 +12,7 @@
     Medications to prescribe:
 
 Every history line carries *its own* visit's codes (LEADER's released template repeats the current
-visit's diagnoses there; DESIGN.md says not to). Codes appear as titles from the dataset's
+visit's diagnoses there; ARCHITECTURE.md says why not). Codes appear as titles from the dataset's
 vocab.json; a medication label without one that is an ATC code gets its WHO name
 (`leader.data.atc.label_title`: "C07A" -> "beta blocking agents"); any other code appears as itself.
 At most `max_history` earlier visits are shown (the newest ones), but the count line gives the true
@@ -72,7 +72,7 @@ class TokenCounter:
 
 
 def profile_sentence(profile: dict) -> str:
-    """One sentence from the profile fields of DESIGN.md; other keys are never shown."""
+    """One sentence from the profile fields listed in ARCHITECTURE.md; other keys are never shown."""
     parts = []
     gender = str(profile.get("gender") or "").strip()
     if gender:

@@ -231,7 +231,7 @@ def training_attention(max_tokens: int) -> str | None:
 def build_model(cfg: TeachConfig, backbone, precision: str, n_labels: int) -> tuple[TeacherModel, object]:
     """Backbone (frozen, in the autocast dtype) + LoRA adapters + the medication head, as `cfg`
     and `precision` (fp32, bf16, fp16) say; also what the teacher benchmark times."""
-    # autocast would cast the frozen weights on every forward anyway (DESIGN.md: 718 vs 649
+    # autocast would cast the frozen weights on every forward anyway (ARCHITECTURE.md: 718 vs 649
     # tokens/s); the LoRA weights and the head stay fp32
     low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision) if cfg.quantize is None else None
     base, tokenizer = load_backbone(backbone, cfg.quantize, dtype=low, attention=training_attention(cfg.max_tokens))

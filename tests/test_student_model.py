@@ -113,7 +113,7 @@ def test_config_round_trip_and_checks():
 
 
 def test_parameter_count_of_default_size():
-    """DESIGN.md sizes (d=64, mediator 128) on a 2,000-code vocabulary stay well under a few MB,
+    """ARCHITECTURE.md sizes (d=64, mediator 128) on a 2,000-code vocabulary stay well under a few MB,
     and the vocabularies and labels cost what the design says: one d-vector per code, one
     mediator-wide row and a bias per label. Anything else (encoders, head) does not grow with them."""
     sizes = {"n_diagnoses": 2000, "n_procedures": 500, "n_medications": 300, "n_profile": 60, "n_labels": 150}

@@ -1,6 +1,6 @@
 """FHIR R4 value readers shared by the FHIR mapping: code systems, references, dates, profile values.
 
-Code systems become the cohort's ``SYSTEM:VALUE`` prefixes (DESIGN.md), normalised by
+Code systems become the cohort's ``SYSTEM:VALUE`` prefixes (ARCHITECTURE.md), normalised by
 `leader.cohort.normalize_code`:
 
 - SNOMED CT (``http://snomed.info/sct``) -> ``SNOMED:``

@@ -240,7 +240,7 @@ def _unique(codes: list[str]) -> list[str]:
 
 
 def patient_record(resources, at_encounter: str | None = None, options: MapOptions | None = None) -> dict:
-    """The cohort record (DESIGN.md's patient format) of one patient's FHIR resources.
+    """The cohort record (ARCHITECTURE.md's patient format) of one patient's FHIR resources.
 
     `resources`: a Bundle (a CDS Hooks prefetch), ``{type: [resources]}`` or an iterable of
     resources, holding one Patient. `at_encounter` (an id, ``Encounter/<id>`` or ``urn:uuid:<id>``):
