@@ -92,6 +92,12 @@ def main(argv: list[str] | None = None) -> None:
             start = old.index(f"## {title}")
             end = old.find("\n## ", start + 1)
             parts.append(old[start : end if end != -1 else len(old)].strip() + "\n")
+    titles = {f"## {title}" for title, _, _ in SECTIONS.values()}
+    for start in [i for i in range(len(old)) if old.startswith("\n## ", i)]:  # sections written by other benchmarks
+        end = old.find("\n## ", start + 1)
+        section = old[start + 1 : end if end != -1 else len(old)].strip()
+        if section.splitlines()[0] not in titles:
+            parts.append(section + "\n")
     document.write_text("\n".join(parts))
     print(f"wrote {document}", file=sys.stderr)
 
