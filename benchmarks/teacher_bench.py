@@ -3,9 +3,11 @@ extraction tokens/s, and the share of padding in the teacher's batches.
 
     python -m benchmarks.teacher_bench                     # synthetic cohort of 2,000 patients
     python -m benchmarks.teacher_bench --data runs/data/synth --steps 8
+    python -m benchmarks.teacher_bench --threads 1        # one core: against the default, how threads scale
 
 Everything runs the embedded SmolLM2-135M-Instruct on real prompts of the cohort, batched as
-`leader teach` batches them (length-grouped, batch 8, --max-tokens 256). Training counts real
+`leader teach` batches them (length-grouped, batch 8, --max-tokens 256, each batch run in parts of
+at most `MICRO_BATCH_SLOTS` token slots). Training counts real
 (non-pad) tokens through forward, backward and the AdamW step; one warm-up step is not timed.
 Features time the merged bf16 model `leader teach features` uses (batch 16, sorted by length).
 Prints a markdown table and writes benchmarks/results/teacher.json.
@@ -22,8 +24,10 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "teacher.json"
-MODES = ("fp32", "bf16", "bf16-no-dropout", "4bit")
-"""Training modes timed: weights and autocast, and LoRA dropout 0.1 except in bf16-no-dropout."""
+MODES = ("fp32", "bf16", "bf16-no-dropout", "bf16-checkpointed", "4bit")
+"""Training modes timed: weights and autocast, and LoRA dropout 0.1 except in bf16-no-dropout;
+bf16-checkpointed recomputes each layer in the backward pass (what prompts longer than
+`MICRO_BATCH_SLOTS` train with), in whole batches."""
 
 
 def _cohort(data: Path | None, tmp: Path):
@@ -41,8 +45,8 @@ def _train_rate(backbone, mode: str, tokens, labels, batches, steps: int, max_to
     import torch
 
     from leader.teacher.config import TeachConfig
-    from leader.teacher.model import collate
-    from leader.teacher.train import build_model
+    from leader.teacher.model import collate, micro_batches
+    from leader.teacher.train import MICRO_BATCH_SLOTS, build_model
 
     torch.manual_seed(0)
     cfg = TeachConfig(
@@ -53,6 +57,13 @@ def _train_rate(backbone, mode: str, tokens, labels, batches, steps: int, max_to
         lora_dropout=0.0 if mode == "bf16-no-dropout" else 0.1,
     )
     model, tokenizer = build_model(cfg, backbone, "fp32" if mode == "fp32" else "bf16", labels.shape[1])
+    slots = MICRO_BATCH_SLOTS
+    if mode == "bf16-checkpointed":
+        model.backbone.base_model.model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False}
+        )
+        slots = 0
+    lengths = [len(t) for t in tokens]
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     autocast = mode != "fp32"
@@ -60,14 +71,16 @@ def _train_rate(backbone, mode: str, tokens, labels, batches, steps: int, max_to
     for k, batch in enumerate(batches[: steps + 1]):
         if k == 1:
             done, start = 0, time.perf_counter()
-        ids, mask = collate([tokens[i] for i in batch], tokenizer.pad_token_id)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            logits, _ = model(ids, mask)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(labels[batch]))
-        loss.backward()
+        for part in micro_batches(batch, lengths, slots):  # as `leader teach` runs a batch
+            ids, mask = collate([tokens[i] for i in part], tokenizer.pad_token_id)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                logits, _ = model(ids, mask)
+            y = torch.from_numpy(labels[part])
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y) * (len(part) / len(batch))
+            loss.backward()
+            done += int(mask.sum())
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        done += int(mask.sum())
     return done / (time.perf_counter() - start)
 
 
@@ -186,6 +199,7 @@ def table(result: dict) -> str:
         ("training, fp32", f"{rate['fp32']:,.0f} tokens/s", "–"),
         ("training, bf16 weights + autocast", f"{rate['bf16']:,.0f} tokens/s", "650"),
         ("training, bf16, LoRA dropout 0", f"{rate['bf16-no-dropout']:,.0f} tokens/s", "–"),
+        ("training, bf16, activation checkpointing", f"{rate['bf16-checkpointed']:,.0f} tokens/s", "–"),
         ("training, 4-bit QLoRA (NF4, bf16 compute)", f"{rate['4bit']:,.0f} tokens/s", "800"),
         ("features, merged bf16", f"{result['feature_tokens_per_s']:,.0f} tokens/s", "2,000"),
         ("padding share, training batches", f"{100 * pad['train_batches']:.1f}%", "< 10%"),
@@ -221,8 +235,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--feature-samples", type=int, default=256, help="prompts timed for feature extraction")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default, every core)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     result = run(args.data, args.steps, args.batch_size, args.max_tokens, args.feature_samples)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,8 @@ import numpy as np
 from leader.errors import LeaderError
 from leader.safejson import loads
 
-from .runtime import INPUTS, OUTPUT, Recommender
+from .config import BenchConfig
+from .runtime import INPUTS, OUTPUT, Recommender, open_session
 
 BATCH = 256
 TARGETS = {
@@ -37,30 +37,6 @@ TARGETS = {
     "teacher_student_ratio": (">=", 1_000),
     "runtime_peak_rss_mb": ("<", 150),
 }
-
-
-@dataclass
-class BenchConfig:
-    """What `leader bench` measures."""
-
-    model: Path
-    """The fp32 .onnx file; NAME.int8.onnx beside it is measured too when present."""
-    student: Path | None = None
-    """Student folder: adds the torch student, and gives the dataset and split when --data is absent."""
-    teacher: Path | None = None
-    """Teacher run folder: adds the teacher's per-visit latency (skipped when absent)."""
-    data: Path | None = None
-    """Prepared dataset for realistic inputs (default: the student's); else random patients."""
-    out: Path | None = None
-    """JSON report (default: NAME.bench.json beside the model)."""
-    samples: int = 1024
-    """Size of the pool of samples the timings cycle through."""
-    latency_calls: int = 2000
-    """Timed batch-1 calls per engine (after a warm-up)."""
-    batch_calls: int = 20
-    """Timed batch-256 calls per engine."""
-    teacher_samples: int = 8
-    """Visits the teacher is timed on one by one (twice as many batched)."""
 
 
 def _pool(cfg: BenchConfig, recommender: Recommender):
@@ -156,18 +132,15 @@ def _chunks(encoder, samples) -> dict[str, list[list[dict]]]:
 
 
 def _onnx_engine(path: Path, singles, chunks, cfg: BenchConfig) -> dict:
-    import onnxruntime as ort
-
+    """The bare model call, in a session opened as the `Recommender` opens it, fed the inputs the
+    file itself declares (a format-1 file reads no ``notes``)."""
     out = {"file": str(path), "bytes": path.stat().st_size}
     for threads in (1, 2):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the Recommender
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = open_session(path, threads)
+        names = [i.name for i in session.get_inputs()]
 
-        def fn(arrays, session=session):
-            return session.run([OUTPUT], {k: arrays[k] for k in INPUTS})
+        def fn(arrays, session=session, names=names):
+            return session.run([OUTPUT], {k: arrays[k] for k in names})
 
         if threads == 1:
             out.update(_latencies(fn, singles, cfg.latency_calls))

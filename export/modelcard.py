@@ -79,13 +79,15 @@ def model_card(onnx_path: Path, run: dict, metrics: dict, manifest: dict, names:
     split = run.get("split", {})
     test = metrics.get("test", {})
     int8 = onnx_path.with_name(onnx_path.stem + ".int8.onnx")
+    note_tokens = extra.get("max_note_tokens") or 0
     lines = [
         f"# Model card: {onnx_path.name}",
         "",
         f"A `leader` student ({run.get('name', 'student')}): a small multi-encoder network that recommends "
         f"medications (one probability for each of {len(medications)} drug classes) for a hospital visit, "
-        "from the visit's diagnoses and procedures, the patient's earlier visits and prescriptions and the "
-        "patient profile. Distilled from a LoRA-tuned language model following LEADER (arXiv 2402.02803), "
+        "from the visit's diagnoses and procedures"
+        + (", its admission note" if note_tokens else "")
+        + ", the patient's earlier visits and prescriptions and the patient profile. Distilled from a LoRA-tuned language model following LEADER (arXiv 2402.02803), "
         "with thresholds tuned against overprescription as LAMO (arXiv 2503.03687) recommends.",
         "",
         "## Intended use",
@@ -146,6 +148,16 @@ def model_card(onnx_path: Path, run: dict, metrics: dict, manifest: dict, names:
         "*unknown*; the runtime reports them for every patient. Many unknown codes mean the model is guessing.",
         f"- History: at most the last {extra.get('max_visits', '?')} visits and {extra.get('max_codes', '?')} codes "
         "of each kind per visit are read; older or further codes are dropped (reported as `truncated`).",
+        *(
+            [
+                f"- Notes: the current visit's admission note is read as a bag of at most {note_tokens} words "
+                "(allergies and admission medications first); words that fewer than the minimum number of "
+                "training patients used are ignored, so a note in other words than the training notes' says "
+                "little. The note is optional."
+            ]
+            if note_tokens
+            else []
+        ),
         "- Interaction warnings cover only the pairs in the training dataset's DDI list.",
         "",
         "## How to run it",

@@ -3,8 +3,9 @@
     leader export --onnx --student runs/student --out model.onnx [--int8] [--data DIR]
 
 The graph is the student followed by a sigmoid (output ``probabilities`` [B, M]), exported with
-``torch.onnx.export(dynamo=True)``; batch, visit and the three code axes are dynamic (each code
-array has its own axis), so any `Encoder.encode` batch runs. The file is checked with
+``torch.onnx.export(dynamo=True)``; its inputs are `leader.encoding.INPUTS` (a student without a
+note encoder ignores ``notes``); batch, visit, the three code axes, the profile and the note axis
+are dynamic (each array has its own axis), so any `Encoder.encode` batch runs. The file is checked with
 ``onnx.checker`` (full check) and against torch on shapes unlike the export example before it is
 renamed into place. Vocabularies, limits, labels and their names, thresholds, DDI pairs, test
 metrics, the training data's sha256 and the versions go into ``metadata_props`` (see runtime.KEYS).
@@ -16,7 +17,7 @@ import json
 import logging
 import sys
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -26,46 +27,33 @@ from leader.encoding import INPUTS
 from leader.errors import LeaderError
 from leader.io import atomic_path, check_out_file
 
+from .config import ExportConfig
 from .onnxfile import save_checked, set_metadata
-from .runtime import FORMAT_VERSION, OUTPUT, PREFIX
+from .runtime import FORMAT_VERSION, OUTPUT, PREFIX, open_session
 
 PARITY_TOL = 1e-5
 """Largest |p_onnx - p_torch| accepted on probabilities."""
-EXAMPLE = {"batch": 3, "visits": 4, "codes": (5, 6, 7), "profile": 8}
+EXAMPLE = {"batch": 3, "visits": 4, "codes": (5, 6, 7), "profile": 8, "notes": 9}
 """Shape of the export example: all sizes distinct and > 1 so torch.export keeps every axis symbolic."""
 
 
-@dataclass
-class ExportConfig:
-    """What `leader export --onnx` does."""
-
-    student: Path
-    """Student folder written by `leader distill --out DIR`."""
-    out: Path
-    """The .onnx file to write (the int8 twin goes next to it as NAME.int8.onnx)."""
-    int8: bool = False
-    """Also write the onnxruntime dynamic-quantization (int8 weights) variant."""
-    force: bool = False
-    """Keep the int8 file even when it loses more than `max_drop` validation Jaccard."""
-    max_drop: float = 0.01
-    """Largest accepted validation-Jaccard drop of the int8 model against the fp32 one."""
-    data: Path | None = None
-    """Prepared dataset the student was trained on (default: the path in the student's run.json);
-    needed for --int8 (validation split) and for the medication names."""
-    opset: int | None = None
-    """ONNX opset; None = the exporter's default."""
-    overwrite: bool = False
-    """Replace an existing --out (and its NAME.int8.onnx and NAME.md); without it they are never touched."""
-
-
 def random_batch(
-    encoder, batch: int, visits: int, codes: tuple[int, int, int], profile: int, seed: int = 0, empty: float = 0.0
+    encoder,
+    batch: int,
+    visits: int,
+    codes: tuple[int, int, int],
+    profile: int,
+    seed: int = 0,
+    empty: float = 0.0,
+    notes: int = 1,
 ) -> dict[str, np.ndarray]:
     """Arrays shaped like `Encoder.encode` output, filled with random in-vocabulary ids.
 
     Each row has 1..`visits` real visits (left-aligned) and each code list a random length up to its
-    width; with `empty` > 0, that share of visits has no codes of a type. Slot 0's medications are
-    empty, as `Encoder.encode` makes them. For parity checks and benchmarks, not for training.
+    width; with `empty` > 0, that share of visits has no codes of a type and that share of rows no
+    note. Slot 0's medications are empty, as `Encoder.encode` makes them. The note array is `notes`
+    wide (all padding when the encoder has no note vocabulary). For parity checks and benchmarks,
+    not for training.
     """
     rng = np.random.default_rng(seed)
     n_visits = rng.integers(1, visits + 1, size=batch)
@@ -87,6 +75,14 @@ def random_batch(
     prof[np.arange(profile)[None, :] >= rng.integers(1, profile + 1, size=(batch, 1))] = 0
     out["profile"] = prof
     out["visit_mask"] = mask
+    out["notes"] = np.zeros((batch, notes), dtype=np.int64)
+    if encoder.reads_notes:
+        size = len(encoder.vocabs["notes"])
+        ids = rng.integers(2, max(3, size), size=(batch, notes)).clip(max=size - 1)
+        lengths = rng.integers(1, notes + 1, size=batch)
+        lengths[0] = notes
+        lengths[rng.random(batch) < empty] = 0
+        out["notes"] = np.where(np.arange(notes)[None, :] < lengths[:, None], ids, 0)
     return out
 
 
@@ -109,10 +105,12 @@ def to_onnx(model, encoder, opset: int | None = None):
             super().__init__()
             self.student = student
 
-        def forward(self, diagnoses, procedures, medications, profile, visit_mask):
-            return torch.sigmoid(self.student(diagnoses, procedures, medications, profile, visit_mask))
+        def forward(self, diagnoses, procedures, medications, profile, visit_mask, notes):
+            # a student without a note encoder ignores `notes`: every export has the same inputs
+            return torch.sigmoid(self.student(diagnoses, procedures, medications, profile, visit_mask, notes))
 
-    example = random_batch(encoder, EXAMPLE["batch"], EXAMPLE["visits"], EXAMPLE["codes"], EXAMPLE["profile"], seed=1)
+    sizes = (EXAMPLE[k] for k in ("batch", "visits", "codes", "profile"))
+    example = random_batch(encoder, *sizes, seed=1, notes=EXAMPLE["notes"])
     batch, visits = Dim("batch"), Dim("visits")
     dims = {
         "diagnoses": {0: batch, 1: visits, 2: Dim("diagnosis_codes")},
@@ -120,6 +118,7 @@ def to_onnx(model, encoder, opset: int | None = None):
         "medications": {0: batch, 1: visits, 2: Dim("medication_codes")},
         "profile": {0: batch, 1: Dim("profile_tokens")},
         "visit_mask": {0: batch, 1: visits},
+        "notes": {0: batch, 1: Dim("note_tokens")},
     }
     model.eval()
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" etc.
@@ -145,19 +144,18 @@ def to_onnx(model, encoder, opset: int | None = None):
 
 def parity_cases(encoder) -> list[dict[str, np.ndarray]]:
     """Shapes unlike the export example: batch 1/7/256, 1 and 40 visits, code lists of 1 and 50,
-    visits with no codes of a type."""
+    visits with no codes of a type, notes of 1 to 300 words and patients without a note."""
     return [
         random_batch(encoder, 1, 1, (1, 1, 1), 1, seed=11),
-        random_batch(encoder, 7, 40, (50, 1, 50), 3, seed=12, empty=0.3),
-        random_batch(encoder, 256, 2, (1, 50, 3), 5, seed=13, empty=0.5),
+        random_batch(encoder, 7, 40, (50, 1, 50), 3, seed=12, empty=0.3, notes=300),
+        random_batch(encoder, 256, 2, (1, 50, 3), 5, seed=13, empty=0.5, notes=20),
     ]
 
 
 def max_parity_error(model, onnx_path: str | Path, cases: list[dict[str, np.ndarray]]) -> float:
-    """Largest |onnxruntime - torch| over the probabilities of all `cases` (NaN counts as infinite)."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    """Largest |onnxruntime - torch| over the probabilities of all `cases` (NaN counts as infinite),
+    in a session opened as the runtime opens it (`open_session`: the graph rewrites it serves with)."""
+    session = open_session(onnx_path, threads=1)
     worst = 0.0
     for arrays in cases:
         got = session.run([OUTPUT], {k: arrays[k] for k in INPUTS})[0]
@@ -172,7 +170,8 @@ def build_metadata(
     run: dict, encoder, names: dict[str, str], ddi: list[tuple[str, str]], metrics: dict, **extra
 ) -> dict[str, str]:
     """The ``leader.*`` metadata_props (values are JSON text). Nothing here identifies a patient:
-    code vocabularies, labels, thresholds, aggregate metrics, a hash and versions only."""
+    code and note-word vocabularies (each token carried by at least min-patients training patients),
+    labels, thresholds, aggregate metrics, a hash and versions only."""
     from leader.runinfo import versions
 
     meta = {
@@ -259,6 +258,7 @@ def run(cfg: ExportConfig) -> dict:
         "parity_max_abs_error": error,
         "max_visits": encoder.max_visits,
         "max_codes": encoder.max_codes,
+        "max_note_tokens": encoder.max_note_tokens,
     }
     summary["card"] = str(write_model_card(cfg.out, record, metrics, manifest, names, card))
     if cfg.int8:  # after the fp32 file is in place: a refused int8 model leaves the fp32 one valid

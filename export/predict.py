@@ -15,7 +15,6 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -23,36 +22,11 @@ from leader.errors import LeaderError
 from leader.io import atomic_path, check_out_file
 from leader.safejson import JSONError, loads
 
+from .config import PredictConfig
 from .runtime import Recommender
 
 MAX_REPORTED = 20
 """Bad lines reported one by one on stderr; beyond that only their count."""
-
-
-@dataclass
-class PredictConfig:
-    """What `leader predict` does."""
-
-    model: Path
-    """The .onnx file from `leader export --onnx`."""
-    input: Path
-    """Patients, one JSON object per line (.jsonl or .jsonl.gz); '-' reads stdin."""
-    out: Path | None = None
-    """Where to write the recommendations (JSONL, written atomically); None = stdout."""
-    top_k: int = 10
-    """Ranked medications listed per patient (0 = all); the recommended set is always complete."""
-    batch: int = 256
-    """Patients per onnxruntime call."""
-    threads: int = 1
-    """onnxruntime intra-op threads."""
-    overwrite: bool = False
-    """Replace an existing --out file (never --input or --model, never a folder)."""
-
-    def __post_init__(self):
-        if self.top_k < 0:
-            raise LeaderError(f"--top-k must be 0 (all) or positive, got {self.top_k}")
-        if self.batch < 1:
-            raise LeaderError(f"--batch must be positive, got {self.batch}")
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, object, str | None]]:

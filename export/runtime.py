@@ -3,11 +3,14 @@
     from leader.export.runtime import Recommender
     rec = Recommender("model.onnx", threads=1)
     [out] = rec.recommend([{"profile": {"gender": "F", "age": 71},
-                            "visits": [{"diagnoses": ["ICD9:4019"], "procedures": []}]}])
+                            "visits": [{"diagnoses": ["ICD9:4019"], "procedures": [],
+                                        "note": {"allergies": "penicillin"}}]}])
     out.recommended, out.ranked[:5], out.ddi_warnings, out.unknown_codes
 
 A patient is a cohort-format record (ARCHITECTURE.md): a profile and visits, the last visit being the one
-to prescribe for (its medications, if any, are ignored). Everything the model needs to read a
+to prescribe for (its medications, if any, are ignored; its ``note``, the four admission sections
+of `leader.cohort.NOTE_SECTIONS`, is optional and read when the model has a note encoder, with the
+tokenizer of training, `leader.encoding.note_tokens`). Everything the model needs to read a
 patient (vocabularies, limits, labels, thresholds, DDI pairs) is inside the ONNX file's
 ``metadata_props`` (keys below), so the file alone is the deployable model.
 """
@@ -21,14 +24,18 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort  # after leader.export/__init__.py switched its telemetry off
 
-from leader.cohort import normalize_patient
+from leader.cohort import NOTE_SECTIONS, normalize_patient
 from leader.encoding import CODE_TYPES, INPUTS, Encoder, Vocab
 from leader.errors import LeaderError
 from leader.safejson import JSONError, loads
 from leader.samples import visit_sample
 
-FORMAT_VERSION = 1
-"""Version of the metadata layout below; a runtime refuses files written by a newer one."""
+FORMAT_VERSION = 2
+"""Version of the metadata layout below; a runtime refuses files written by a newer one.
+2: the ``notes`` input and, for a student with a note encoder, the note vocabulary and
+``max_note_tokens`` in ``encoder``; files of version 1 (five inputs, no notes) are still served."""
+LEGACY_INPUTS = INPUTS[:5]
+"""The inputs of a version-1 file: `INPUTS` without ``notes``."""
 PREFIX = "leader."
 KEYS = ("format_version", "encoder", "medication_names", "thresholds", "ddi", "metrics", "dataset_sha256", "versions")
 """Required metadata keys (each stored as ``leader.<key>``, its value JSON text)."""
@@ -87,7 +94,8 @@ def check_metadata(path: str | Path, meta: dict) -> None:
 
     encoder = meta["encoder"]
     vocabs = encoder.get("vocabs") if isinstance(encoder, dict) else None
-    if not isinstance(vocabs, dict) or sorted(vocabs) != sorted([*CODE_TYPES, "profile"]):
+    kinds = sorted([*CODE_TYPES, "profile"])
+    if not isinstance(vocabs, dict) or sorted(vocabs) not in (kinds, sorted([*kinds, "notes"])):
         raise bad("'encoder' lacks the diagnoses, procedures, medications and profile vocabularies")
     for kind, tokens in vocabs.items():
         if not _strings(tokens) or tokens[:2] != Vocab().tokens or len(set(tokens)) != len(tokens):
@@ -95,10 +103,12 @@ def check_metadata(path: str | Path, meta: dict) -> None:
     medications = encoder.get("medications")
     if not _strings(medications) or not medications or len(set(medications)) != len(medications):
         raise bad("'encoder.medications' is not a non-empty list of distinct labels")
-    for key in ("max_visits", "max_codes"):
+    for key in ("max_visits", "max_codes", *(["max_note_tokens"] if "notes" in vocabs else [])):
         value = encoder.get(key)
         if type(value) is not int or not 1 <= value <= MAX_LIMIT:
             raise bad(f"'encoder.{key}' is {value!r}, not an integer from 1 to {MAX_LIMIT}")
+    if "notes" not in vocabs and encoder.get("max_note_tokens", 0) != 0:
+        raise bad("'encoder.max_note_tokens' is set but there is no note vocabulary")
     names = meta["medication_names"]
     if not isinstance(names, dict) or not all(isinstance(v, str) for v in names.values()):
         raise bad("'medication_names' is not an object of medication titles")
@@ -153,6 +163,23 @@ class Recommendation:
 
 def check_patient(patient) -> str | None:
     """Why a patient record cannot be served, or None when it can."""
+    return read_patient(patient)[1]
+
+
+def read_patient(patient) -> tuple[dict | None, str | None]:
+    """(the record as the model reads it, None), or (None, why it cannot be served): `check_patient`
+    and the codes in normal form (``ICD9:401.9`` reads as the ``ICD9:4019`` of training) in one pass."""
+    error = _shape_error(patient)
+    if error:
+        return None, error
+    try:
+        return normalize_patient(patient), None  # codes are SYSTEM:VALUE (any system), as in training
+    except LeaderError as err:
+        return None, str(err)
+
+
+def _shape_error(patient) -> str | None:
+    """What is wrong with the structure of a patient record (types, missing fields), or None."""
     if not isinstance(patient, dict):
         return f"a patient must be a JSON object, got {type(patient).__name__}"
     profile = patient.get("profile", {})
@@ -189,11 +216,55 @@ def check_patient(patient) -> str | None:
                 return f"visit {v}: '{kind}' must be a list of strings"
         if not visit.get("diagnoses") and not visit.get("procedures"):
             return f"visit {v} has no codes (no diagnoses and no procedures); drop it or add its codes"
-    try:
-        normalize_patient(patient)  # codes are SYSTEM:VALUE (any system), as in training
-    except LeaderError as err:
-        return str(err)
+        note = visit.get("note")
+        if note is not None and not (isinstance(note, dict) and all(isinstance(t, str | None) for t in note.values())):
+            return f"visit {v}: 'note' must be null or an object of text sections ({', '.join(NOTE_SECTIONS)})"
     return None
+
+
+SLOW_FUSIONS = ("SkipLayerNormFusion",)
+"""onnxruntime graph rewrites left off: fusing the student's residual adds and layer norms into
+SkipLayerNormalization made the fp32 and int8 files slower (CPU time per grouped batch-256 call
++20% on a 2-core AMD EPYC; left off, ORT_ENABLE_BASIC was no faster). The other ORT_ENABLE_ALL
+rewrites are kept: the int8 file's quantized MatMuls are fused by them."""
+
+
+def open_session(path: str | Path, threads: int) -> ort.InferenceSession:
+    """An onnxruntime session as the runtime (and `leader bench`) runs a student: `threads`
+    intra-op threads, one sequential stream, all graph optimisations but `SLOW_FUSIONS`, errors-only
+    logging. Raises onnxruntime's own exceptions for a file it cannot load."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: ORT's warnings are not the user's business
+    # idle worker threads sleep instead of spinning: on a CPU shared with other work, spinning
+    # threads steal the cores they wait for (measured: 2-thread batch-256 throughput +30% here)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(
+        str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(SLOW_FUSIONS)
+    )
+
+
+class _ServingEncoder(Encoder):
+    """`Encoder` that, while `note_memo` is a dict (during one `Recommender.recommend` call), keeps
+    the note ids of each current visit it reads: `encode` and `truncated` both read them
+    (`note_ids`), and a note is tokenized once. Visits are matched by identity (the memo holds
+    them, so an id is never reused); outside a call `note_memo` is None and nothing is kept."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.note_memo: dict[int, tuple[dict, list[int]]] | None = None
+
+    def note_ids(self, visits: list[dict]) -> list[int]:
+        memo, visit = self.note_memo, visits[-1]
+        if memo is None:
+            return super().note_ids(visits)
+        hit = memo.get(id(visit))
+        if hit is None or hit[0] is not visit:
+            hit = memo[id(visit)] = (visit, super().note_ids(visits))
+        return hit[1]
 
 
 class Recommender:
@@ -205,16 +276,8 @@ class Recommender:
             raise LeaderError(f"model file not found: {path}; export one with `leader export --onnx`")
         if threads < 1:
             raise LeaderError(f"--threads must be at least 1, got {threads}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3  # errors only: ORT's warnings are not the user's business
-        # idle worker threads sleep instead of spinning: on a CPU shared with other work, spinning
-        # threads steal the cores they wait for (measured: 2-thread batch-256 throughput +30% here)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = open_session(path, threads)
         except Exception as err:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise LeaderError(
@@ -223,13 +286,15 @@ class Recommender:
         self.path = path
         self.meta = read_metadata(path, self.session.get_modelmeta().custom_metadata_map)
         names = [i.name for i in self.session.get_inputs()]
-        if names != list(INPUTS) or [o.name for o in self.session.get_outputs()] != [OUTPUT]:
+        if names not in (list(INPUTS), list(LEGACY_INPUTS)) or [o.name for o in self.session.get_outputs()] != [OUTPUT]:
             raise LeaderError(
                 f"{path}: inputs {names} are not those of a leader student; export it with `leader export --onnx`"
             )
+        self.inputs = names
+        """The arrays this file reads (`INPUTS`, or `LEGACY_INPUTS` for a version-1 file)."""
         check_metadata(path, self.meta)
         try:
-            self.encoder = Encoder.from_dict(self.meta["encoder"])
+            self.encoder = _ServingEncoder.from_dict(self.meta["encoder"])
             self.medications = list(self.encoder.medications)
             self.names: dict[str, str] = dict(self.meta["medication_names"])
             # float64 like leader.metrics.predict, so borderline probabilities fall the same way
@@ -242,6 +307,8 @@ class Recommender:
         for a, b in self.meta["ddi"]:
             if a in index and b in index:
                 self.ddi[index[a], index[b]] = self.ddi[index[b], index[a]] = True
+        self._partners = {a: set(np.flatnonzero(row).tolist()) for a, row in enumerate(self.ddi) if row.any()}
+        """`ddi` as sets: medication index -> indices it interacts with (a lookup per recommended pair)."""
         self._probe(path)
 
     def _probe(self, path: Path) -> None:
@@ -249,7 +316,9 @@ class Recommender:
         outgrow the model's embeddings, or whose labels do not match its outputs, is refused here
         rather than failing (or misreading) on a patient later."""
         arrays = {kind: np.full((1, 1, 1), len(self.encoder.vocabs[kind]) - 1, np.int64) for kind in CODE_TYPES}
-        arrays["profile"] = np.full((1, 1), len(self.encoder.vocabs["profile"]) - 1, np.int64)
+        for kind in ("profile", "notes"):
+            largest = len(self.encoder.vocabs[kind]) - 1 if kind in self.encoder.vocabs else 0
+            arrays[kind] = np.full((1, 1), largest, np.int64)
         arrays["visit_mask"] = np.ones((1, 1), np.float32)
         try:
             shape = self.predict_arrays(arrays).shape
@@ -267,12 +336,12 @@ class Recommender:
 
     def predict_arrays(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         """Probabilities float32 [B, n_medications] for arrays from `Encoder.encode`."""
-        return self.session.run([OUTPUT], {k: arrays[k] for k in INPUTS})[0]
+        return self.session.run([OUTPUT], {k: arrays[k] for k in self.inputs})[0]
 
     def encode(self, patients: list[dict]) -> dict[str, np.ndarray]:
         """Arrays for valid patients: each is the sample of its last visit, built and encoded as in
         training (`leader.samples.visit_sample`, `Encoder.encode`: the current visit's medications
-        are never input)."""
+        are never input, its note is read as in training)."""
         samples = [visit_sample(f"serve:{i}", p, len(p["visits"]) - 1, labelled=False) for i, p in enumerate(patients)]
         return self.encoder.encode_samples(samples)
 
@@ -298,41 +367,52 @@ class Recommender:
         if not good:
             return results
         batch = [prepared[i][0] for i in good]
+        self.encoder.note_memo = {}  # each note is tokenized once, for `predict` and `truncated`
+        try:
+            self._serve(batch, [results[i] for i in good], top_k)
+        finally:
+            self.encoder.note_memo = None
+        return results
+
+    def _serve(self, batch: list[dict], results: list[Recommendation], top_k: int | None) -> None:
+        """Fill in `results` for the valid records of `batch` (see `recommend`)."""
         try:
             probs = self.predict(batch)
         except Exception:  # a record no check foresaw: find it alone, so the batch is still served
-            probs = self._predict_one_by_one(batch, [results[i] for i in good])
+            probs = self._predict_one_by_one(batch, results)
         k = len(self.medications) if top_k is None else max(0, min(top_k, len(self.medications)))
         order = np.argsort(-probs, axis=1, kind="stable")
-        ranked_probs = np.take_along_axis(probs, order, axis=1).tolist()
-        above = np.take_along_axis(probs >= self.thresholds, order, axis=1)
+        rows = np.arange(len(batch))[:, None]
+        ranked_probs = probs[rows, order].tolist()
+        above = (probs >= self.thresholds)[rows, order]
         labels = self.medications
-        for row, (i, patient) in enumerate(zip(good, batch, strict=True)):
-            res = results[i]
+        finite = np.isfinite(probs).all(axis=1)
+        for row, (patient, res) in enumerate(zip(batch, results, strict=True)):
             if not res.ok:
                 continue
-            if not np.isfinite(probs[row]).all():  # never an empty recommendation that looks like an answer
+            if not finite[row]:  # never an empty recommendation that looks like an answer
                 res.error = "the model gave non-finite probabilities for this patient; re-export the model"
                 continue
             ranks = order[row]
-            chosen = ranks[above[row]]  # recommended, most probable first
-            pairs = np.argwhere(np.triu(self.ddi[np.ix_(chosen, chosen)], 1)).tolist()
+            chosen = ranks[above[row]].tolist()  # recommended, most probable first
             res.ranked = list(zip([labels[j] for j in ranks[:k].tolist()], ranked_probs[row][:k], strict=True))
-            res.recommended = [labels[j] for j in chosen.tolist()]
-            res.ddi_warnings = [(labels[chosen[a]], labels[chosen[b]]) for a, b in pairs]
+            res.recommended = [labels[j] for j in chosen]
+            partners = self._partners
+            res.ddi_warnings = [
+                (labels[a], labels[b])
+                for n, a in enumerate(chosen)
+                if a in partners
+                for b in chosen[n + 1 :]
+                if b in partners[a]
+            ]
             res.unknown_codes = self.encoder.unknown_codes(patient.get("profile") or {}, patient["visits"])
             res.truncated = self.encoder.truncated(patient["visits"])
-        return results
 
     @staticmethod
     def _prepare(patient) -> tuple[dict | None, str | None]:
         """(the record as the model reads it, None), or (None, why it cannot be served)."""
         try:
-            error = check_patient(patient)
-            # ICD9:401.9 reads as the ICD9:4019 of training
-            return (None, error) if error else (normalize_patient(patient), None)
-        except LeaderError as err:
-            return None, str(err)
+            return read_patient(patient)
         except Exception as err:  # e.g. RecursionError, OverflowError: one record never stops the batch
             return None, f"unusable patient record ({type(err).__name__})"
 

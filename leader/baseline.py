@@ -32,14 +32,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from leader.baseline_blocks import Features, blocks_for, has_notes
 from leader.cohort import Dataset, load_dataset
-from leader.encoding import MIN_PATIENTS
+from leader.config import BaselineConfig
 from leader.errors import LeaderError
 from leader.io import atomic_dir, claim_out, read_json
 from leader.metrics import labels_matrix
@@ -47,84 +47,12 @@ from leader.runinfo import read_run, write_run
 from leader.samples import Sample, split_samples
 from leader.scoring import score, write_metrics
 
-METHODS = ("frequency", "logistic")
-HISTORY = ("previous", "all", "auto")
 L2_GRID = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
 """The L2 weights tried without ``--l2`` (the one with the lowest validation loss wins). Too little
 lets the weights of rare note words and codes grow until validation loss rises after one epoch
 (eICU); the grid spans the values that won on the synthetic and eICU cohorts with one step either side."""
 STRONGEST = "strongest baseline"
 """The mark `strongest_first` puts after the name of the strongest baseline of a table."""
-
-
-@dataclass
-class BaselineConfig:
-    """`leader baseline` options."""
-
-    data: Path
-    """Prepared dataset folder (made by `leader data ...`)."""
-    out: Path
-    """Output run folder (must not exist unless overwrite)."""
-    method: str = "logistic"
-    """frequency (top-K training medications) or logistic (one-vs-rest logistic regression)."""
-    split: str = "random"
-    """random (by patient 8:1:1), temporal, site (held-out hospitals) or external."""
-    seed: int = 0
-    """Seed of the split and of the logistic regression's batch order."""
-    target: str = "all"
-    """all (one sample per visit) or last (each patient's last visit)."""
-    external_data: Path | None = None
-    """With --split external: the prepared dataset to test on."""
-    history: str = "auto"
-    """logistic: ``all`` adds every earlier visit's diagnoses and medications to the previous
-    visit's medications; ``previous`` reads the previous visit's medications only (as the student);
-    ``auto`` fits both and keeps the one with the lower validation loss."""
-    notes: bool | None = None
-    """logistic: add the words of the current visit's four note sections (vocabulary fitted on the
-    training split, min-patients rule). None: on when the training split has notes."""
-    per_med: bool = False
-    """logistic: one decision threshold per medication instead of one for all."""
-    epochs: int = 100
-    """logistic: most passes over the training split."""
-    patience: int = 5
-    """logistic: stop after this many epochs without a better validation loss."""
-    lr: float = 0.05
-    """logistic: Adam learning rate."""
-    l2: float | None = None
-    """logistic: weight of the L2 penalty l2/2·||W||²; None (no ``--l2``): the value of `L2_GRID`
-    with the lowest validation loss."""
-    batch_size: int = 512
-    """logistic: samples per Adam step (at most 1/8 of the training split, so a tiny split still
-    takes 8 steps per epoch)."""
-    bootstrap: int = 10
-    """Bootstrap rounds (80% each) for the mean ± std in metrics.json."""
-    min_patients: int = MIN_PATIENTS
-    """logistic: a code, profile value or note word becomes a feature only when this many distinct
-    training patients carry it (`leader.encoding.MIN_PATIENTS`); rarer profile values read as FIELD=OTHER."""
-    overwrite: bool = False
-    """Replace an existing --out folder."""
-
-    def __post_init__(self):
-        self.data, self.out = Path(self.data), Path(self.out)
-        self.external_data = Path(self.external_data) if self.external_data else None
-        if self.method not in METHODS:
-            raise LeaderError(f"--method must be frequency or logistic, got '{self.method}'")
-        if self.history not in HISTORY:
-            raise LeaderError(f"--history must be previous, all or auto, got '{self.history}'")
-        for flag, value in (
-            ("--epochs", self.epochs),
-            ("--batch-size", self.batch_size),
-            ("--patience", self.patience),
-            ("--min-patients", self.min_patients),
-        ):
-            if value < 1:
-                raise LeaderError(f"{flag} must be at least 1, got {value}")
-        if not self.lr > 0 or (self.l2 is not None and self.l2 < 0):
-            raise LeaderError("--lr must be > 0 and --l2 >= 0")
-        if self.bootstrap < 0:
-            raise LeaderError(f"--bootstrap must be 0 or more, got {self.bootstrap}")
-        if self.per_med and self.method != "logistic":
-            raise LeaderError("--per-med goes with --method logistic (frequency keeps the top K for everyone)")
 
 
 def _segment_sum(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -317,6 +245,50 @@ def strongest_first(rows: list[tuple[str, dict, dict]]) -> list[tuple[str, dict,
         return list(rows)
     name, record, metrics = rows[best]
     return [(f"{name} · {STRONGEST}", record, metrics)] + [row for i, row in enumerate(rows) if i != best]
+
+
+CLEAR_BY = 2.0
+"""Bootstrap standard deviations a model must clear the strongest baseline by to count as above it."""
+
+
+def _test_jaccard(metrics: dict, split: str) -> tuple[float, float] | None:
+    cell = ((metrics.get(split) or {}).get("overall") or {}).get("jaccard_samples") or {}
+    mean = cell.get("mean", cell.get("value"))
+    return None if mean is None else (float(mean), float(cell.get("std") or 0.0))
+
+
+def standing(metrics: dict, bar: dict, split: str = "test") -> tuple[float, str] | None:
+    """Where a model stands against the strongest baseline (`bar`, its metrics.json): the gap of
+    the overall Jaccard (bootstrap means) in bootstrap standard deviations (the larger of the two
+    stds), and one of ``above``, ``level`` or ``below`` at `CLEAR_BY` std. None without metrics."""
+    mine, theirs = _test_jaccard(metrics, split), _test_jaccard(bar, split)
+    if mine is None or theirs is None:
+        return None
+    unit = max(mine[1], theirs[1], 1e-4)
+    gap = (mine[0] - theirs[0]) / unit
+    return gap, "above" if gap >= CLEAR_BY else "below" if gap <= -CLEAR_BY else "level"
+
+
+def standings(rows: list[tuple[str, dict, dict]], split: str = "test") -> list[str]:
+    """One line per model (not baseline) of a results table ordered by `strongest_first`, saying
+    whether it clears the strongest baseline: a model that does not is not yet a result a
+    hospital should deploy instead of the baseline. Empty when the table has no strongest baseline."""
+    if not rows or not rows[0][0].endswith(STRONGEST):
+        return []
+    bar_name, _, bar = rows[0]
+    words = {
+        "above": "above it: a result",
+        "level": f"level with it (within {CLEAR_BY:g} std): not yet better than the baseline",
+        "below": "below it: not yet meaningful, use the baseline instead",
+    }
+    lines = []
+    for name, record, metrics in rows[1:]:
+        where = None if record.get("kind") == "baseline" else standing(metrics, bar, split)
+        if where is not None:
+            lines.append(f"- {name}: {where[0]:+.1f} std, {words[where[1]]}")
+    bar_cell = _test_jaccard(bar, split)
+    head = f"Against the {STRONGEST} ({bar_name.removesuffix(' · ' + STRONGEST)}, {split} Jaccard {bar_cell[0]:.4f} ± {bar_cell[1]:.4f}):"
+    return [head] + lines if lines else []
 
 
 def _config_json(cfg: BaselineConfig) -> dict:

@@ -10,27 +10,15 @@ a patient (a name in a note) reaches a run folder.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from leader.cohort import NOTE_SECTIONS
-from leader.encoding import MIN_PATIENTS, Vocab, closed_token, profile_tokens
+from leader.encoding import MIN_PATIENTS, Vocab, closed_token, note_words, profile_tokens
 from leader.errors import LeaderError
 from leader.samples import Sample
-
-_WORD = re.compile(r"[a-z][a-z0-9]*")
-
-
-def note_words(note: dict | None) -> set[str]:
-    """The words of a visit's four note sections as ``section:word`` tokens (lower case, runs of
-    letters and digits that start with a letter; numbers alone are dropped), so "penicillin"
-    under allergies and under medications on admission are different columns."""
-    if not note:
-        return set()
-    return {f"{section}:{w}" for section in NOTE_SECTIONS for w in _WORD.findall(str(note.get(section) or "").lower())}
 
 
 def _earlier(kind: str) -> Callable[[Sample], set[str]]:

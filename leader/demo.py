@@ -8,7 +8,8 @@ cheap baseline: note words, history and L2 chosen on validation, about 20 s) -> 
 feature cache -> students (no teacher, KD, KD + profile alignment; side by side when there are several
 cores) -> ONNX export (fp32 + int8, model card) -> bench -> report, then a closing table whose
 first row is the strongest baseline (`leader.baseline.strongest_first`): the bar the teacher and
-the students have to clear.
+the students have to clear. Under the table each model is placed against that bar in bootstrap
+standard deviations (`leader.baseline.standings`), so a row below it is not read as a result.
 Every stage writes its own folder under --out and is skipped when that folder is already complete,
 so an interrupted demo resumes where it stopped.
 """
@@ -22,29 +23,11 @@ import multiprocessing
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from leader.config import DemoConfig
 from leader.errors import LeaderError
 from leader.io import lock_out, read_json
-
-
-@dataclass
-class DemoConfig:
-    """`leader demo` options."""
-
-    out: Path = Path("runs/demo")
-    """Folder for every stage's output (resumable: finished stages are skipped)."""
-    quick: bool = False
-    """Tiny random teacher and a small cohort: the whole chain in a few minutes (CI)."""
-    patients: int | None = None
-    """Synthetic patients (default 2,000; 300 with --quick)."""
-    teacher_minutes: float = 8.0
-    """Time budget of the SmolLM2 teacher's training (the demo's longest stage)."""
-    seed: int = 0
-    """Seed of the cohort, the split and the models."""
-    progress: bool = False
-    """Show the stages' own progress bars (not the students', which train side by side; the demo prints one line per stage either way)."""
 
 
 def _say(message: str) -> None:
@@ -135,7 +118,7 @@ def _run(cfg: DemoConfig) -> dict:
     _student_stages(cfg, stage, paths)
     _deploy_stages(cfg, stage, paths)
     _say("")
-    _say(closing_table(paths))
+    _say(closing_table(paths, cfg.quick))
     _say(
         f"\nreport: {paths['report']}\nmodel:  {paths['onnx']} (+ {paths['onnx'].with_suffix('.int8.onnx').name}, model card {paths['onnx'].with_suffix('.md').name})"
     )
@@ -195,6 +178,9 @@ def _teacher_stages(cfg: DemoConfig, stage, paths: dict, out: Path) -> None:
 
     stage(f"{label} + features", [finished, cache], teacher_and_features)
 
+
+MODEL_RUNS = ("frequency", "logistic", "teacher", "student-no-teacher", "student-kd", "student")
+"""The run folders of the closing table, in order (`strongest_first` moves the strongest baseline up)."""
 
 STUDENTS = (
     ("student-no-teacher", dict(no_teacher=True, name="student (no teacher)")),
@@ -268,31 +254,56 @@ def _deploy_stages(cfg: DemoConfig, stage, paths: dict) -> None:
             )
         ),
     )
-    runs = [paths[k] for k in ("frequency", "logistic", "teacher", "student-no-teacher", "student-kd", "student")]
+    runs = [paths[k] for k in MODEL_RUNS]
     stage(
         "report (HTML)",
         paths["report"],
-        lambda: run_report(ReportConfig(runs, paths["report"], bench=paths["bench"], title="leader demo")),
+        lambda: run_report(ReportConfig(runs=runs, out=paths["report"], bench=paths["bench"], title="leader demo")),
     )
+
+
+def _rows(paths: dict) -> list[tuple[str, dict, dict]]:
+    """The closing table's rows ``(name, run.json, metrics.json)``, the strongest baseline first."""
+    from leader.baseline import strongest_first
+    from leader.runinfo import read_run
+
+    rows = []
+    for key in MODEL_RUNS:
+        record = read_run(paths[key])
+        rows.append((record.get("name") or key, record, read_json(paths[key] / "metrics.json")))
+    return strongest_first(rows)
 
 
 def results_table(paths: dict) -> str:
     """Test metrics of every model of the demo as markdown, the strongest baseline first and marked."""
-    from leader.baseline import strongest_first
     from leader.metrics import format_table
-    from leader.runinfo import read_run
 
-    rows = []
-    for key in ("frequency", "logistic", "teacher", "student-no-teacher", "student-kd", "student"):
-        record = read_run(paths[key])
-        rows.append((record.get("name") or key, record, read_json(paths[key] / "metrics.json")))
-    return format_table({name: metrics for name, _, metrics in strongest_first(rows)}, split="test")
+    return format_table({name: metrics for name, _, metrics in _rows(paths)}, split="test")
 
 
-def closing_table(paths: dict) -> str:
+def verdict(paths: dict, quick: bool) -> str:
+    """What the closing table means: each model's place against the strongest baseline
+    (`leader.baseline.standings`), so a row below it is not read as a result."""
+    from leader.baseline import standings
+
+    lines = standings(_rows(paths))
+    if quick:
+        lines.append(
+            "--quick: the teacher is a tiny random Llama and the cohort small, so the teacher and KD rows "
+            "check the pipeline; they are not results. `make demo` trains the real teacher."
+        )
+    elif any(line.endswith("use the baseline instead") for line in lines):
+        lines.append(
+            "The demo's teacher trains for a few minutes on this CPU; RESULTS.md has longer runs and what each tried."
+        )
+    return "\n".join(lines)
+
+
+def closing_table(paths: dict, quick: bool = False) -> str:
     """The demo's last words: test metrics of every model (`results_table`), then speed and size."""
     from leader.export.bench import format_report
 
     lines = ["test split (mean ± std over 10 bootstrap rounds of 80%):", results_table(paths)]
+    lines.append(verdict(paths, quick))
     lines.append(format_report(read_json(paths["bench"])))
     return "\n".join(lines)

@@ -10,11 +10,16 @@ A batch of samples becomes (B = samples, V = visits kept, C = codes kept per vis
   pseudo medication record of ARCHITECTURE.md);
 - ``profile``: int64 [B, P] profile tokens such as ``gender=F`` or ``age=60-69``;
 - ``visit_mask``: float32 [B, V], 1 for a real visit; visits are left-aligned and
-  the current visit is at index ``visit_mask.sum() - 1``.
+  the current visit is at index ``visit_mask.sum() - 1``;
+- ``notes``: int64 [B, T] the current visit's admission note as distinct ``section:word`` ids
+  (`note_tokens`; words outside the note vocabulary are left out, 0 = padding). A patient without
+  a note, or an encoder without a note vocabulary (a model without a note encoder), gets one
+  padding column.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,8 +31,15 @@ MIN_PATIENTS = 5
 only when at least k distinct training patients carry it, so nothing that singles out a patient
 (a name typed into a profile field, a record number in a code column) reaches a model file.
 k = 5 follows common k-anonymity practice for released aggregates."""
-INPUTS = ("diagnoses", "procedures", "medications", "profile", "visit_mask")
-"""The model's input names, in order: the keys of `Encoder.encode` and the ONNX graph's inputs."""
+INPUTS = ("diagnoses", "procedures", "medications", "profile", "visit_mask", "notes")
+"""The model's input names, in order: the keys of `Encoder.encode` and the ONNX graph's inputs.
+Models exported before the note encoder (format 1) take the first five."""
+NOTE_ORDER = ("allergies", "medications_on_admission", "past_medical_history", "history_of_present_illness")
+"""`leader.cohort.NOTE_SECTIONS` in the order their words are read: the short sections that name
+drugs first, the long narrative last, so a cut at ``max_note_tokens`` drops narrative words."""
+MAX_NOTE_TOKENS = 256
+"""Default cap on the note ids of one visit (the synthetic cohort's notes have at most 96 known words)."""
+_WORD = re.compile(r"[a-z][a-z0-9]*")
 OTHER = "OTHER"
 """The closed category of a profile field: a value kept out of the vocabulary reads as ``FIELD=OTHER``."""
 
@@ -49,6 +61,27 @@ def profile_tokens(profile: dict) -> list[str]:
             value = "90+" if age >= 90 else f"{age // 10 * 10}-{age // 10 * 10 + 9}"
         tokens.append(f"{key}={str(value).strip().upper()}")
     return tokens
+
+
+def note_tokens(note: dict | None) -> list[str]:
+    """The distinct words of a visit's note as ``section:word`` tokens, in `NOTE_ORDER` and then
+    in order of first appearance: lower case, runs of letters and digits that start with a letter
+    (numbers alone are dropped), so "penicillin" under allergies and under medications on admission
+    are different tokens. The one note tokenizer of the baseline, the student and the runtime."""
+    if not note:
+        return []
+    words = (f"{section}:{w}" for section in NOTE_ORDER for w in _WORD.findall(str(note.get(section) or "").lower()))
+    return list(dict.fromkeys(words))
+
+
+def note_words(note: dict | None) -> set[str]:
+    """`note_tokens` as a set: the bag of words of the logistic baseline."""
+    return set(note_tokens(note))
+
+
+def current_note(sample) -> dict | None:
+    """The note the model reads: the current visit's (earlier visits' notes are never input)."""
+    return sample.visits[-1].get("note")
 
 
 def patient_of(sample) -> str:
@@ -122,11 +155,21 @@ class Encoder:
     """Vocabularies fitted on the training split plus the truncation limits."""
 
     vocabs: dict[str, Vocab]
-    """Keys: diagnoses, procedures, medications, profile."""
+    """Keys: diagnoses, procedures, medications, profile, and notes when the model reads notes."""
     medications: list[str]
     """Output labels in order."""
     max_visits: int = 8
     max_codes: int = 40
+    max_note_tokens: int = 0
+    """Most note ids read per visit (`MAX_NOTE_TOKENS`); 0 when there is no note vocabulary."""
+
+    def __post_init__(self):
+        if ("notes" in self.vocabs) != (self.max_note_tokens > 0):
+            raise ValueError("an encoder has a note vocabulary exactly when max_note_tokens > 0")
+
+    @property
+    def reads_notes(self) -> bool:
+        return "notes" in self.vocabs
 
     @classmethod
     def fit(
@@ -136,30 +179,51 @@ class Encoder:
         max_visits: int = 8,
         max_codes: int = 40,
         min_patients: int = MIN_PATIENTS,
+        max_note_tokens: int = 0,
     ) -> Encoder:
         """Fit vocabularies on training samples (each has `.sample_id`, `.visits` and `.profile`):
-        a code or profile token is kept when at least `min_patients` distinct patients carry it;
-        profile values below that read as ``FIELD=OTHER`` (see `Vocab.fit`)."""
+        a code, profile token or note word is kept when at least `min_patients` distinct patients
+        carry it; profile values below that read as ``FIELD=OTHER`` (see `Vocab.fit`). With
+        `max_note_tokens` > 0 the current visits' note words get a vocabulary too (`note_tokens`)."""
         vocabs = {
             kind: Vocab.fit(train_samples, lambda s, kind=kind: {c for v in s.visits for c in v[kind]}, min_patients)
             for kind in CODE_TYPES
         }
         vocabs["profile"] = Vocab.fit(train_samples, lambda s: profile_tokens(s.profile), min_patients, closed=True)
-        return cls(vocabs, list(medications), max_visits, max_codes)
+        if max_note_tokens > 0:
+            vocabs["notes"] = Vocab.fit(train_samples, lambda s: note_tokens(current_note(s)), min_patients)
+        return cls(vocabs, list(medications), max_visits, max_codes, max_note_tokens)
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "vocabs": {k: v.tokens for k, v in self.vocabs.items()},
             "medications": self.medications,
             "max_visits": self.max_visits,
             "max_codes": self.max_codes,
         }
+        if self.reads_notes:  # without notes, the encoder.json of earlier versions, unchanged
+            out["max_note_tokens"] = self.max_note_tokens
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> Encoder:
         return cls(
-            {k: Vocab(list(v)) for k, v in d["vocabs"].items()}, list(d["medications"]), d["max_visits"], d["max_codes"]
+            {k: Vocab(list(v)) for k, v in d["vocabs"].items()},
+            list(d["medications"]),
+            d["max_visits"],
+            d["max_codes"],
+            d.get("max_note_tokens", 0),
         )
+
+    def note_ids(self, visits: list[dict]) -> list[int]:
+        """The note ids the model reads of these visits: the current visit's note words that the
+        note vocabulary holds, in `note_tokens` order, at most `max_note_tokens` of them (none
+        without a note vocabulary). Unknown words are left out, as the baseline's bag of words
+        leaves them out: free text is mostly words no vocabulary holds."""
+        if not self.reads_notes:
+            return []
+        index = self.vocabs["notes"].index
+        return [index[t] for t in note_tokens(visits[-1].get("note")) if t in index]
 
     def input_codes(self, visits: list[dict], limit: bool = True) -> dict[str, list[list[str]]]:
         """What the model reads of one patient's visits (current visit last), per code type and visit.
@@ -186,8 +250,9 @@ class Encoder:
 
     def truncated(self, visits: list[dict]) -> bool:
         """True when `encode` drops something of these visits: visits beyond `max_visits` (the
-        oldest go first) or codes beyond `max_codes` in an input list."""
-        if len(visits) > self.max_visits:
+        oldest go first), codes beyond `max_codes` in an input list or known note words beyond
+        `max_note_tokens`."""
+        if len(visits) > self.max_visits or len(self.note_ids(visits)) > self.max_note_tokens:
             return True
         codes = self.input_codes(visits, limit=False)
         return any(len(row) > self.max_codes for kind in CODE_TYPES for row in codes[kind])
@@ -195,8 +260,9 @@ class Encoder:
     def encode(self, profiles: list[dict], visit_lists: list[list[dict]]) -> dict[str, np.ndarray]:
         """Encode patients (profile + visits, current visit last) into padded arrays (`INPUTS`).
 
-        Reads what `input_codes` says (the last `max_visits` visits) and the first `max_codes`
-        codes of each list. Padding is to the batch's own maximum, so shapes vary from batch to batch.
+        Reads what `input_codes` says (the last `max_visits` visits), the first `max_codes`
+        codes of each list and the current visit's `note_ids` (cut at `max_note_tokens`). Padding
+        is to the batch's own maximum, so shapes vary from batch to batch.
         """
         batch = len(visit_lists)
         inputs = [self.input_codes(visits) for visits in visit_lists]
@@ -221,6 +287,10 @@ class Encoder:
         for b, codes in enumerate(inputs):
             mask[b, : len(codes["diagnoses"])] = 1.0
         out["visit_mask"] = mask
+        notes = [self.note_ids(visits)[: self.max_note_tokens] for visits in visit_lists]
+        out["notes"] = np.zeros((batch, max(1, max(len(ids) for ids in notes))), dtype=np.int64)
+        for b, ids in enumerate(notes):
+            out["notes"][b, : len(ids)] = ids
         return out
 
     def encode_samples(self, samples) -> dict[str, np.ndarray]:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from leader import __version__
+from leader.config import ReportConfig
 from leader.errors import LeaderError
 from leader.io import check_out_file, read_json, write_text
 from leader.metrics import GROUPS
@@ -29,26 +30,6 @@ from leader.runinfo import read_run
 from leader.safejson import JSONError, loads
 
 PLOTTED = (("jaccard_samples", "Jaccard"), ("pr_auc_samples", "PR-AUC"), ("ddi_score", "DDI rate"))
-
-
-@dataclass
-class ReportConfig:
-    """What `leader report` reads and writes."""
-
-    runs: list[Path]
-    """Run folders (baseline, teacher, student) to compare; their run.json names label the rows."""
-    out: Path = Path("report.html")
-    """The HTML file to write (atomically)."""
-    bench: Path | None = None
-    """A `leader bench --out` JSON for the speed and size section (optional)."""
-    data: Path | None = None
-    """Prepared dataset for the count histogram (default: the path in each run's run.json)."""
-    split: str = "test"
-    """Which split's metrics to show."""
-    with_teacher: bool = False
-    """Also recompute the teacher's predictions for the count histogram (slow on a CPU)."""
-    title: str = "leader report"
-    """Heading and page title of the report."""
 
 
 @dataclass
@@ -343,6 +324,17 @@ def _results_html(runs: list[_Run], split: str) -> str:
     return "".join(parts)
 
 
+def _standings_html(runs: list[_Run], split: str) -> str:
+    """Each model's place against the strongest baseline (`leader.baseline.standings`), as a list."""
+    from leader.baseline import standings
+
+    lines = standings([(run.label, run.record, run.metrics) for run in runs], split)
+    if not lines:
+        return ""
+    items = "".join(f"<li>{html.escape(line.removeprefix('- '))}</li>" for line in lines[1:])
+    return f"<p>{html.escape(lines[0])}</p><ul>{items}</ul>"
+
+
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;padding:0 1rem;max-width:1100px;color:#222}
 h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}h3{font-size:.95rem;margin:.8rem 0 .2rem}
@@ -376,7 +368,7 @@ def run(cfg: ReportConfig) -> Path:
         if any(r.strongest for r in runs)
         else ""
     )
-    sections.append("<h2>Results</h2>" + bar + _results_html(runs, cfg.split))
+    sections.append("<h2>Results</h2>" + bar + _results_html(runs, cfg.split) + _standings_html(runs, cfg.split))
     sections.append(f"<h2>Models compared</h2><img alt='model comparison' src='{_bars(plt, runs, cfg.split)}'>")
     counts = _counts(plt, runs, cfg)
     if counts:

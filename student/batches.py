@@ -23,15 +23,17 @@ class EncodedSamples:
         self.n_visits = self.arrays["visit_mask"].sum(1).astype(np.int64)
         self.widths = {k: (self.arrays[k] > 0).sum(-1).max(-1) for k in CODE_TYPES}
         self.widths["profile"] = (self.arrays["profile"] > 0).sum(-1)
+        self.widths["notes"] = (self.arrays["notes"] > 0).sum(-1)
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
-        """The five model inputs and ``targets`` of samples `idx`, as tensors."""
+        """The model inputs (`INPUTS`) and ``targets`` of samples `idx`, as tensors."""
         v = max(1, int(self.n_visits[idx].max()))
         out = {kind: self.arrays[kind][idx, :v, : max(1, int(self.widths[kind][idx].max()))] for kind in CODE_TYPES}
-        out["profile"] = self.arrays["profile"][idx, : max(1, int(self.widths["profile"][idx].max()))]
+        for kind in ("profile", "notes"):
+            out[kind] = self.arrays[kind][idx, : max(1, int(self.widths[kind][idx].max()))]
         out["visit_mask"] = self.arrays["visit_mask"][idx, :v]
         out["targets"] = self.targets[idx]
         return {k: torch.from_numpy(np.ascontiguousarray(a)) for k, a in out.items()}

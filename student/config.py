@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from leader.encoding import MIN_PATIENTS
+from leader.encoding import MAX_NOTE_TOKENS, MIN_PATIENTS
 from leader.errors import LeaderError
 
 
@@ -66,9 +66,16 @@ class DistillConfig:
     """Most recent visits kept per sample."""
     max_codes: int = 40
     """Codes kept per visit and type."""
+    notes: bool | None = None
+    """Read the current visit's admission note with a note encoder (bag of section:word tokens);
+    neither flag = on when the training split has notes. run.json records the resolved value."""
+    max_note_tokens: int = MAX_NOTE_TOKENS
+    """Most note words read per visit (distinct section:word tokens of the note vocabulary, the
+    allergy and admission-medication sections first, so a cut drops narrative words)."""
     min_patients: int = MIN_PATIENTS
-    """A code or profile value enters the vocabularies only when this many distinct training patients
-    carry it (`leader.encoding.MIN_PATIENTS`); rarer ones read as unknown or ``FIELD=OTHER``."""
+    """A code, profile value or note word enters the vocabularies only when this many distinct
+    training patients carry it (`leader.encoding.MIN_PATIENTS`); rarer ones read as unknown or
+    ``FIELD=OTHER``, rare note words are left out."""
     threads: int = 1
     """torch CPU threads (0 = torch's default). The student's matrices are small: on the shared
     2-core machine a training step took 108 ms with one thread and 450 ms with two."""
@@ -92,6 +99,7 @@ class DistillConfig:
             ("--batch-size", self.batch_size),
             ("--patience", self.patience),
             ("--min-patients", self.min_patients),
+            ("--max-note-tokens", self.max_note_tokens),
         ):
             if value < 1:
                 raise LeaderError(f"{flag} must be at least 1, got {value}")

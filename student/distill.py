@@ -17,12 +17,14 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from leader.baseline_blocks import has_notes
 from leader.cohort import Dataset, load_dataset
 from leader.encoding import Encoder
 from leader.errors import LeaderError
@@ -96,6 +98,14 @@ class KDTargets:
 
     def __call__(self, idx: np.ndarray) -> torch.Tensor:
         return (self.hidden[torch.from_numpy(idx)].float() - self.mean) / self.std
+
+
+def resolve_notes(cfg: DistillConfig, train: list[Sample]) -> bool:
+    """Whether the student reads notes: --notes/--no-notes, else whether the training split has any."""
+    found = has_notes(train)
+    if cfg.notes and not found:
+        raise LeaderError("--notes: no training sample has a note; drop --notes (or prepare the data with notes)")
+    return found if cfg.notes is None else cfg.notes
 
 
 def _start_state(cfg: DistillConfig, out: Path, partial: Path, fingerprint: dict) -> dict | None:
@@ -185,11 +195,17 @@ def _run(cfg: DistillConfig) -> Path:
     for name in ("train", "val"):
         if not splits[name]:
             raise LeaderError(f"the {name} split is empty: the dataset needs more patients")
+    cfg = replace(cfg, notes=resolve_notes(cfg, splits["train"]))
+    note_tokens = cfg.max_note_tokens if cfg.notes else 0
     fingerprint = {k: getattr(cfg, k) for k in _FINGERPRINT}
     fingerprint.update(dataset_sha256=dataset.sha256, split=split, teacher=teacher and str(Path(cfg.teacher).resolve()))
+    if note_tokens:  # absent without notes, so a run saved before the note encoder still resumes
+        fingerprint["note_tokens"] = note_tokens
     state = _start_state(cfg, out, partial, fingerprint)
 
-    encoder = Encoder.fit(splits["train"], dataset.medications, cfg.max_visits, cfg.max_codes, cfg.min_patients)
+    encoder = Encoder.fit(
+        splits["train"], dataset.medications, cfg.max_visits, cfg.max_codes, cfg.min_patients, note_tokens
+    )
     train, val = EncodedSamples(encoder, splits["train"]), EncodedSamples(encoder, splits["val"])
     kd = KDTargets(cfg, dataset, splits["train"]) if cfg.use_kd else None
     v = encoder.vocabs
@@ -197,6 +213,7 @@ def _run(cfg: DistillConfig) -> Path:
     student_cfg = StudentConfig(
         *sizes, dim=cfg.dim, hidden=cfg.hidden, heads=cfg.heads, dropout=cfg.dropout, max_visits=cfg.max_visits,
         teacher_hidden=kd.size if kd is not None else 0, kd_layer=cfg.kd_layer, kd_proj=cfg.kd_proj,
+        n_notes=len(v["notes"]) if encoder.reads_notes else 0,
     )  # fmt: skip
     torch.manual_seed(cfg.seed)
     model = Student(student_cfg)

@@ -4,7 +4,8 @@ run.json          kind "student", name, dataset sha256, split, medications, thre
                   config (the resolved DistillConfig), teacher ({path, name, kd_standardized} | null)
 config.json       {"student": StudentConfig}: the network's shape, what `load_student` builds
                   (folders of earlier versions also hold "distill" and "teacher" here: ignored)
-encoder.json      vocabularies and truncation limits (leader.encoding.Encoder.to_dict())
+encoder.json      vocabularies (with the note vocabulary when the student reads notes) and
+                  truncation limits (leader.encoding.Encoder.to_dict())
 model.safetensors the student's weights
 ddi.csv           the dataset's interacting medication pairs (copied)
 metrics.json      {"val": table, "test": table} (leader.scoring.score)
@@ -61,8 +62,10 @@ def load_student(folder: str | Path) -> tuple[Student, Encoder, dict]:
     config = read_json(folder / "config.json", f"{folder}/config.json")
     encoder_dict = read_json(folder / "encoder.json", f"{folder}/encoder.json")
     try:
-        cfg = StudentConfig.from_dict(config["student"])
+        cfg = StudentConfig.from_dict(config["student"])  # a folder from before the note encoder: n_notes 0
         encoder = Encoder.from_dict(encoder_dict)
+        if cfg.n_notes != (len(encoder.vocabs["notes"]) if encoder.reads_notes else 0):
+            raise ValueError("the note vocabulary does not match the model's note encoder")
     except (KeyError, TypeError, ValueError) as err:
         raise LeaderError(
             f"{folder}: config.json or encoder.json is malformed ({err}); re-run `leader distill`"

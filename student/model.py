@@ -4,12 +4,16 @@
     profile [B,P] -> profile encoder -> [B,d], added at visit slot 0 of the medication sequence
     (the pseudo medication record: a first visit has no earlier prescription, it has a profile)
     visit j = concat(diagnoses_j, procedures_j, medications_j) [B,V,3d]
+    notes [B,T] -> note encoder (word embeddings summed / sqrt(count), Linear) -> [B,3d], added to the current visit
+                  (and one weight per word and label, summed, added to the logits)
     -> visit encoder (one transformer layer, positional embeddings) -> current visit's output [B,3d]
-    -> Linear -> ReLU (the mediator, [B,hidden]) -> Linear -> logits [B,n_labels]
+    -> Linear -> ReLU (the mediator, [B,hidden]) -> Linear (+ the note's word weights) -> logits [B,n_labels]
 
 One visit encoder over the concatenated visit vectors (rather than one per code type) and a
 profile encoder without attention keep the graph at four transformer layers: batch-1 latency in
-onnxruntime is mostly per-node overhead.
+onnxruntime is mostly per-node overhead. The note encoder (when `n_notes` > 0) has no attention
+either: a bag of words is what beat the student (the logistic baseline's note block), and it costs
+two gathers, two masked sums and one matrix product.
 
 `forward` is pure tensor code (no data-dependent Python control flow; masks come from the ids and
 `visit_mask`), so `torch.onnx.export(dynamo=True)` works with dynamic batch, visit and code axes.
@@ -57,6 +61,9 @@ class StudentConfig:
     """Student layer that feature KD reads: "mediator" (LEADER) or "patient" (visit encoder output, 3d)."""
     kd_proj: str = "linear"
     """KD projection: "linear" (LEADER) or "mlp" (Linear-ReLU-Linear)."""
+    n_notes: int = 0
+    """Note-word vocabulary size, including pad and unk; 0 = no note encoder (the `notes` input is
+    ignored: the model of earlier versions, whose config.json lacks this field)."""
 
     def __post_init__(self):
         if self.kd_layer not in ("mediator", "patient") or self.kd_proj not in ("linear", "mlp"):
@@ -68,6 +75,8 @@ class StudentConfig:
         for name in ("n_diagnoses", "n_procedures", "n_medications", "n_profile", "n_labels", "max_visits"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
+        if self.n_notes < 0:
+            raise ValueError("n_notes must be 0 (no note encoder) or the note vocabulary size")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,6 +128,40 @@ class ProfileEncoder(nn.Module):
         return self.mlp(total / (keep.sum(1) + 1.0))
 
 
+class NoteEncoder(nn.Module):
+    """Note word ids [B, T] -> (a vector [B, width] for the current visit, logits [B, n_labels]).
+
+    The vector: the sum of the words' embeddings divided by the square root of their count
+    (padding masked; an empty note gives zeros), then a linear layer. Not a mean: it gives each
+    word 1/T of the note, and training crawled (synthetic cohort, validation PR-AUC: mean 0.728
+    after all 60 epochs, sum / sqrt(T) 0.752 at epoch 31). Not a plain sum (0.756, within noise):
+    its scale grows with the note, and real notes are several times longer than synthetic ones.
+
+    The logits: one weight per word and label, summed over the note's words (started at zero): the
+    logistic baseline's note block inside the student, a direct path for what a word says alone
+    ("penicillin" under allergies). With it, validation PR-AUC 0.752 -> 0.767, Jaccard 0.508 -> 0.517.
+    """
+
+    def __init__(self, cfg: StudentConfig, width: int):
+        super().__init__()
+        self.embedding = nn.Embedding(cfg.n_notes, cfg.dim, padding_idx=0)
+        self.linear = nn.Linear(cfg.dim, width)
+        self.words = nn.Embedding(cfg.n_notes, cfg.n_labels, padding_idx=0)
+        nn.init.zeros_(self.words.weight)
+
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        keep = (ids > 0).unsqueeze(-1).to(self.embedding.weight.dtype)
+        vector = self.linear((self.embedding(ids) * keep).sum(1) / keep.sum(1).clamp(min=1.0).sqrt())
+        return vector, (self.words(ids) * keep).sum(1)
+
+
+def current_visit(visit_mask: torch.Tensor) -> torch.Tensor:
+    """One-hot [B, V] of the current (last real) visit of left-aligned visits; slot 0 counts as
+    real, as in `VisitEncoder`. Elementwise only, so it costs nothing in the ONNX graph."""
+    real = torch.cat([torch.ones_like(visit_mask[:, :1]), (visit_mask[:, 1:] > 0).to(visit_mask.dtype)], dim=1)
+    return real - torch.cat([real[:, 1:], torch.zeros_like(real[:, :1])], dim=1)
+
+
 class VisitEncoder(nn.Module):
     """A sequence of visit vectors [B, V, w] -> the current (last real) visit's output [B, w].
 
@@ -144,8 +187,8 @@ class VisitEncoder(nn.Module):
 
 
 class Student(nn.Module):
-    """LEADER's student. `forward(diagnoses, procedures, medications, profile, visit_mask) -> logits`
-    takes exactly the arrays of `leader.encoding.Encoder.encode` (as tensors)."""
+    """LEADER's student. `forward(diagnoses, procedures, medications, profile, visit_mask, notes) ->
+    logits` takes exactly the arrays of `leader.encoding.Encoder.encode` (as tensors, `INPUTS` order)."""
 
     def __init__(self, cfg: StudentConfig):
         super().__init__()
@@ -156,6 +199,7 @@ class Student(nn.Module):
         self.med_set = SetEncoder(cfg, cfg.n_medications)
         self.profile_encoder = ProfileEncoder(cfg)
         self.visits = VisitEncoder(cfg, 3 * d)
+        self.note_encoder = NoteEncoder(cfg, 3 * d) if cfg.n_notes > 0 else None
         self.dropout = nn.Dropout(cfg.dropout)
         self.mediator = nn.Sequential(nn.Linear(3 * d, cfg.hidden), nn.ReLU())
         self.head = nn.Linear(cfg.hidden, cfg.n_labels)
@@ -174,7 +218,7 @@ class Student(nn.Module):
         b, v, c = ids.shape
         return encoder(ids.reshape(b * v, c)).reshape(b, v, -1)
 
-    def encode(self, diagnoses, procedures, medications, profile, visit_mask, labels=None) -> dict:
+    def encode(self, diagnoses, procedures, medications, profile, visit_mask, notes=None, labels=None) -> dict:
         """Everything the losses need: ``logits`` [B,M], ``mediator`` [B,hidden], ``patient`` [B,3d]
         (the visit encoder's output), ``profile`` [B,d]
         and, when `labels` (multi-hot [B,M]) is given, ``current_meds`` [B,d]: the current visit's
@@ -186,9 +230,19 @@ class Student(nn.Module):
         first = torch.zeros_like(visit_mask)
         first = torch.cat([torch.ones_like(first[:, :1]), first[:, 1:]], dim=1)
         meds = meds + first.unsqueeze(-1) * prof.unsqueeze(1)
-        patient = self.visits(self.dropout(torch.cat([diag, proc, meds], dim=-1)), visit_mask)
+        visits = torch.cat([diag, proc, meds], dim=-1)
+        note_logits = None
+        if self.note_encoder is not None:  # the note belongs to the current admission: added to its visit
+            if notes is None:
+                raise ValueError("this student reads notes: pass the `notes` array of Encoder.encode")
+            note, note_logits = self.note_encoder(notes)
+            visits = visits + current_visit(visit_mask).unsqueeze(-1) * note.unsqueeze(1)
+        patient = self.visits(self.dropout(visits), visit_mask)
         mediator = self.mediator(patient)
-        out = {"logits": self.head(self.dropout(mediator)), "mediator": mediator, "patient": patient, "profile": prof}
+        logits = self.head(self.dropout(mediator))
+        if note_logits is not None:
+            logits = logits + note_logits
+        out = {"logits": logits, "mediator": mediator, "patient": patient, "profile": prof}
         if labels is not None:
             out["current_meds"] = self.med_set(self.label_ids(labels))
         return out
@@ -202,8 +256,8 @@ class Student(nn.Module):
         order = order[:, :k]
         return self.label_to_med[order] * present.gather(1, order).long()
 
-    def forward(self, diagnoses, procedures, medications, profile, visit_mask) -> torch.Tensor:
-        return self.encode(diagnoses, procedures, medications, profile, visit_mask)["logits"]
+    def forward(self, diagnoses, procedures, medications, profile, visit_mask, notes=None) -> torch.Tensor:
+        return self.encode(diagnoses, procedures, medications, profile, visit_mask, notes)["logits"]
 
     def project(self, out: dict) -> torch.Tensor:
         """The KD projection of `encode`'s output (its `cfg.kd_layer`) into the teacher's hidden space."""

@@ -7,8 +7,9 @@
   target, decision threshold, LoRA settings, how training went, versions;
 - ``metrics.json`` ({"val", "test"} tables of `leader.evaluate.score`) and ``run.json``.
 
-Besides them, `leader.teacher.train` keeps ``config.json`` (the resolved TeachConfig),
-``metrics.jsonl`` (the training log) and ``checkpoint/`` (resume state).
+Besides them, `leader.teacher.train` keeps ``metrics.jsonl`` (the training log) and
+``checkpoint/`` (resume state), and, while the run is under way, ``config.json`` (the resolved
+TeachConfig, what --resume compares against); once run.json holds the same options, it goes.
 Every file is replaced atomically; run.json comes last and marks the run finished.
 """
 
@@ -111,6 +112,7 @@ def score_and_finish(cfg, accelerator, dataset, splits, backbone) -> None:
     write_metrics(cfg.out, metrics)
     split = {"how": cfg.split, "seed": cfg.seed, "target": cfg.target}
     write_run(cfg.out, "teacher", f"teacher ({backbone.name})", dataset, split, thresholds, cfg.to_dict())
+    (cfg.out / "config.json").unlink(missing_ok=True)  # run.json holds the resolved options now: one copy
     overall = metrics["test"]["overall"]
     print(
         f"teacher: test Jaccard {overall['jaccard_samples']['value']:.4f}, PR-AUC {overall['pr_auc_samples']['value'] or 0:.4f} "

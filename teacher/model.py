@@ -16,6 +16,7 @@ have similar lengths, so little compute goes to padding.
 
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
@@ -195,6 +196,18 @@ def sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     """Inference batches: all samples sorted by length (longest first), then cut."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+
+
+def micro_batches(batch: list[int], lengths: list[int], max_slots: int) -> list[list[int]]:
+    """`batch` cut into consecutive parts of at most `max_slots` token slots each (rows x the
+    longest row), as even as possible; one sample longer than `max_slots` is a part of its own.
+    0: the batch whole. A training batch is run part by part with gradients added up: the same
+    step, with the activation memory of a part."""
+    if max_slots <= 0:
+        return [batch]
+    rows = max(1, max_slots // max(lengths[i] for i in batch))
+    parts = math.ceil(len(batch) / rows)
+    return [batch[k * len(batch) // parts : (k + 1) * len(batch) // parts] for k in range(parts)]
 
 
 def collate(token_lists: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,7 +11,9 @@ leader joins over gloo on the CPU. `torchrun --nproc_per_node 2 -m leader teach 
 
 Each optimizer step takes `grad_accum` micro-batches per process from one global, length-grouped
 batch order (a pure function of the seed, the step and the number of processes), so a resumed run
-replays exactly the batches it would have seen. Validation every `eval_every` steps (PR-AUC,
+replays exactly the batches it would have seen. A micro-batch over MICRO_BATCH_SLOTS token slots
+runs forward and backward in parts whose gradients add up to its own: the memory of the
+activations follows the part, not --batch-size. Validation every `eval_every` steps (PR-AUC,
 Jaccard at the validation-tuned threshold); the best PR-AUC's weights are kept; training stops
 after `patience` evaluations without improvement, at the planned step, or at the time budget.
 Then the best weights are written, reloaded the way `leader evaluate` loads them, and scored:
@@ -56,6 +58,7 @@ from .model import (
     collate,
     length_batches,
     load_trainable_state,
+    micro_batches,
     trainable_state,
 )
 from .prompt import PromptSettings, encode
@@ -63,6 +66,12 @@ from .prompt import PromptSettings, encode
 EVALS_PER_RUN = 3  # validations in an --eval-every 0 run: a 1-epoch run rarely needs more, and each costs steps
 LOG_EVERY = 10  # steps between training-loss lines in metrics.jsonl
 CALIBRATE_STEPS = 8  # steps timed before the schedule is fitted to --max-minutes
+# Token slots (rows x longest prompt) per forward pass in training; a larger batch runs in parts.
+# SmolLM2-135M keeps ~1.4 MB of activations a token for the backward pass, 2.9 GB for a whole
+# 8 x 256 batch; a bf16 matmul of SmolLM2's MLP shape did as much work per CPU second with 1,024
+# rows as with 2,048 (214 vs 220 GFLOP on an AMD EPYC, 2 threads) and half of it with 512.
+# Prompts longer than this train with activation checkpointing (`build_model`).
+MICRO_BATCH_SLOTS = 1024
 EAGER_MAX_TOKENS = 512  # longest prompts trained with eager attention on a CPU (see training_attention)
 
 
@@ -110,10 +119,14 @@ def _prepare_folder(cfg: TeachConfig, dataset_sha: str) -> bool:
         return False
     if not out.is_dir():
         raise LeaderError(f"nothing to resume: {out} does not exist; drop --resume to start a new run")
-    path = out / "config.json"
-    if not path.is_file():
-        raise LeaderError(f"{out} is not a teacher run (no config.json); choose another --out")
-    old = TeachConfig.from_dict(read_json(path, "teacher config.json"))
+    # the resolved options: config.json while the run is under way, run.json's copy once finished
+    if (out / "config.json").is_file():
+        recorded = read_json(out / "config.json", "teacher config.json")
+    elif (out / "run.json").is_file():
+        recorded = read_json(out / "run.json", "teacher run.json").get("config") or {}
+    else:
+        raise LeaderError(f"{out} is not a teacher run (no config.json or run.json); choose another --out")
+    old = TeachConfig.from_dict(recorded)
     changed = cfg.differences(old)
     if changed:
         flags = ", ".join("--" + name.replace("_", "-") for name in changed)
@@ -204,6 +217,7 @@ def _run(cfg: TeachConfig) -> Path:
     if main:
         write_teacher(cfg, inner, backbone, dataset, settings, precision, state)
     del inner
+    accelerator.free_memory()  # the Accelerator holds the trained model too: free it before the reload
     gc.collect()
     accelerator.wait_for_everyone()
     score_and_finish(cfg, accelerator, dataset, splits, backbone)
@@ -230,11 +244,18 @@ def training_attention(max_tokens: int) -> str | None:
 
 def build_model(cfg: TeachConfig, backbone, precision: str, n_labels: int) -> tuple[TeacherModel, object]:
     """Backbone (frozen, in the autocast dtype) + LoRA adapters + the medication head, as `cfg`
-    and `precision` (fp32, bf16, fp16) say; also what the teacher benchmark times."""
+    and `precision` (fp32, bf16, fp16) say, with activation checkpointing when asked
+    (--checkpointing) or when --max-tokens is over MICRO_BATCH_SLOTS; also what the teacher
+    benchmark times."""
     # autocast would cast the frozen weights on every forward anyway (ARCHITECTURE.md: 718 vs 649
     # tokens/s); the LoRA weights and the head stay fp32
     low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision) if cfg.quantize is None else None
     base, tokenizer = load_backbone(backbone, cfg.quantize, dtype=low, attention=training_attention(cfg.max_tokens))
+    if cfg.checkpointing or 0 < MICRO_BATCH_SLOTS < cfg.max_tokens:
+        # one prompt alone is over the token budget of a forward pass: keep only each layer's
+        # input and recompute the layer in the backward pass (a third more compute, a small
+        # fraction of the memory); non-reentrant, so dropout masks are replayed exactly
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     for module in base.modules():
         # bitsandbytes repacks 4-bit weights for a faster CPU kernel on the first no-grad forward
         # (our validation) and that kernel has no backward: training after it would get wrong
@@ -410,15 +431,23 @@ class _Loop:
         self._checkpoint()
 
     def _micro(self, batch: list[int], sync: bool):
-        ids, mask = collate([self.tokens["train"][i] for i in batch], self.pad_id)
-        y = torch.from_numpy(self.labels["train"][batch]).to(self.acc.device)
-        context = contextlib.nullcontext() if sync else self.acc.no_sync(self.model)
-        with context:
-            with self.acc.autocast():
-                logits, _ = self.model(ids.to(self.acc.device), mask.to(self.acc.device))
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y)
-            self.acc.backward(loss / self.cfg.grad_accum)
-        return loss.detach()
+        """Forward and backward of one micro-batch, in parts of at most MICRO_BATCH_SLOTS token
+        slots (`micro_batches`): each part's mean loss is weighted by its share of the rows, so
+        the gradients add up to the whole micro-batch's. Returns its mean loss."""
+        parts = micro_batches(batch, self.lengths, MICRO_BATCH_SLOTS)
+        total = torch.zeros((), device=self.acc.device)
+        for k, part in enumerate(parts):
+            ids, mask = collate([self.tokens["train"][i] for i in part], self.pad_id)
+            y = torch.from_numpy(self.labels["train"][part]).to(self.acc.device)
+            last = sync and k == len(parts) - 1  # processes exchange gradients once, after the last part
+            with contextlib.nullcontext() if last else self.acc.no_sync(self.model):
+                with self.acc.autocast():
+                    logits, _ = self.model(ids.to(self.acc.device), mask.to(self.acc.device))
+                share = len(part) / len(batch)
+                loss = share * torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y)
+                self.acc.backward(loss / self.cfg.grad_accum)
+            total += loss.detach()
+        return total
 
     def _budget_left(self) -> float:
         return self.cfg.max_minutes * 60.0 - self.state.seconds

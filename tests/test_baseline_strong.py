@@ -133,7 +133,7 @@ def test_history_all_sees_a_drug_from_two_visits_back(tmp_path):
 
 def test_the_demo_table_lists_the_strongest_baseline_first(tmp_path):
     from leader.data.synth import synthesize
-    from leader.demo import baseline_configs, results_table
+    from leader.demo import baseline_configs, results_table, verdict
 
     paths = {"data": synthesize(tmp_path / "synth", 200, seed=0)}
     paths.update({key: tmp_path / key for key in ("frequency", "logistic")})
@@ -161,6 +161,36 @@ def test_the_demo_table_lists_the_strongest_baseline_first(tmp_path):
         "| student-kd",
         "| student",
     ]
+    # the copies of the frequency run sit far below the logistic: the demo says they are not results
+    said = verdict(paths, quick=False).splitlines()
+    assert said[0].startswith(f"Against the strongest baseline ({strong['name']}, test Jaccard ")
+    assert [line.split(":")[0] for line in said[1:5]] == [
+        "- teacher",
+        "- student-no-teacher",
+        "- student-kd",
+        "- student",
+    ]
+    assert all(line.endswith("not yet meaningful, use the baseline instead") for line in said[1:5])
+    assert "RESULTS.md" in said[5]
+    assert "not results" in verdict(paths, quick=True).splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    "mean, std, expected",
+    [(0.53, 0.004, "above"), (0.52, 0.004, "level"), (0.505, 0.004, "below"), (0.52, 0.001, "above")],
+)
+def test_standing_counts_the_gap_in_bootstrap_stds(mean, std, expected):
+    from leader.baseline import standing, standings
+
+    def metrics(m, s):
+        return {"test": {"overall": {"jaccard_samples": {"mean": m, "std": s, "value": m}}}}
+
+    bar = metrics(0.515, 0.002)
+    gap, where = standing(metrics(mean, std), bar)
+    assert where == expected and gap == pytest.approx((mean - 0.515) / max(std, 0.002))
+    rows = [("lr · strongest baseline", {"kind": "baseline"}, bar), ("kd", {"kind": "student"}, metrics(mean, std))]
+    assert standings(rows)[1].startswith(f"- kd: {gap:+.1f} std, {expected}")
+    assert standings(rows[1:]) == []  # no strongest baseline in the table: nothing to say
 
 
 @pytest.mark.parametrize("kinds", [("teacher", "baseline"), ("baseline", "baseline")])

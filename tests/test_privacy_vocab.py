@@ -1,7 +1,8 @@
 """No free text in a deployable model: a token enters a vocabulary only when `--min-patients`
 distinct patients carry it (`leader.encoding.MIN_PATIENTS`), rare profile values read as
-``FIELD=OTHER``, codes must fit their system, and identifiers planted in one patient appear in no
-artefact of data jsonl -> baseline -> distill --no-teacher -> export (the cohort folder excepted)."""
+``FIELD=OTHER``, codes must fit their system, and identifiers planted in one patient (also in the
+words of a note) appear in no artefact of data jsonl -> baseline -> distill --no-teacher -> export
+(the cohort folder excepted)."""
 
 from __future__ import annotations
 
@@ -44,8 +45,16 @@ def _cohort(n: int = 40, seed: int = 0) -> list[dict]:
             meds = sorted({m for c in dx for m in RULES[c]}) or ["N02B"]
             procedures = [c for c in dx if c.startswith("CPT:")]
             dx = [c for c in dx if not c.startswith("CPT:")] or ["ICD9:4019"]
+            note = (  # not drawn from rng: the cohort's codes and profiles stay those of before
+                {
+                    "history_of_present_illness": ["chest pain", "cough and fever"][(p + v) % 2],
+                    "allergies": ["no known allergies", "penicillin"][p % 3 % 2],
+                }
+                if p % 4
+                else None
+            )
             visits.append({"visit_id": f"{p}-{v}", "time": f"2020-0{v + 1}-01T00:00:00", "diagnoses": dx,
-                           "procedures": procedures, "medications": meds, "note": None})  # fmt: skip
+                           "procedures": procedures, "medications": meds, "note": note})  # fmt: skip
         profile = {
             "gender": rng.choice("MF"),
             "age": rng.randint(30, 80),
@@ -63,6 +72,8 @@ def _plant(patient: dict) -> None:
     first["diagnoses"] += ["ICD9:JANEDOE0", RARE_SNOMED]  # a malformed ICD-9 code, a rare well-formed one
     first["procedures"] += ["CPT:JANEDOE1"]  # a system without a pattern: only the patient count stops it
     first["medications"] += ["JANE DOE CREAM"]
+    for visit in patient["visits"]:  # a name in the note the model reads (every visit is a current one once)
+        visit["note"] = {"history_of_present_illness": "Seen by Dr Janedoe, MRN 123450", "allergies": "penicillin"}
 
 
 def _run(args: list[str], capsys) -> str:
@@ -151,6 +162,7 @@ def test_planted_identifiers_reach_no_artefact(pipeline, capsys):
     encoder = json.loads((run["student"] / "encoder.json").read_text())
     assert f"language={OTHER}" in encoder["vocabs"]["profile"]  # the planted value reads as the closed category
     assert RARE_SNOMED not in encoder["vocabs"]["diagnoses"] and "SNOMED:38341003" in encoder["vocabs"]["diagnoses"]
+    assert "allergies:penicillin" in encoder["vocabs"]["notes"]  # the student reads notes: common words only
     assert json.loads((run["student"] / "run.json").read_text())["config"]["min_patients"] == MIN_PATIENTS
     assert json.loads((run["base"] / "run.json").read_text())["config"]["min_patients"] == MIN_PATIENTS
 
@@ -175,6 +187,7 @@ def test_the_guard_is_the_patient_count(pipeline, capsys):
     encoder = (run["student"] / "encoder.json").read_text()
     assert "language=JANE DOE MRN 123450" in encoder and "CPT:JANEDOE1" in encoder and RARE_SNOMED in encoder
     assert "JANE DOE CREAM" in encoder  # a label one patient received
+    assert "history_of_present_illness:janedoe" in encoder  # a word of one patient's note
     assert "ICD9:JANEDOE0" not in encoder  # malformed: dropped by data jsonl whatever k is
 
 

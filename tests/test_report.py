@@ -51,3 +51,27 @@ def test_report_is_self_contained(baseline_runs, tmp_path):
 def test_report_cli_errors(tmp_path):
     assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "r.html")]) == 2
     assert not (tmp_path / "r.html").exists()
+
+
+def test_report_says_which_models_do_not_clear_the_strongest_baseline(tmp_path):
+    from leader.report import _Run, _standings_html, _strongest_first
+
+    def metrics(val, test):
+        return {
+            s: {"overall": {"jaccard_samples": {"mean": v, "std": 0.004, "value": v}}}
+            for s, v in (("val", val), ("test", test))
+        }
+
+    runs = _strongest_first(
+        [
+            _Run(tmp_path / "f", {"kind": "baseline", "name": "frequency"}, metrics(0.30, 0.29)),
+            _Run(tmp_path / "l", {"kind": "baseline", "name": "logistic"}, metrics(0.53, 0.52)),
+            _Run(tmp_path / "t", {"kind": "teacher", "name": "teacher"}, metrics(0.45, 0.44)),
+            _Run(tmp_path / "s", {"kind": "student", "name": "student <KD>"}, metrics(0.55, 0.54)),
+        ]
+    )
+    page = _standings_html(runs, "test")
+    assert page.startswith("<p>Against the strongest baseline (logistic, test Jaccard 0.5200 ± 0.0040):</p>")
+    assert "<li>teacher: -20.0 std, below it: not yet meaningful, use the baseline instead</li>" in page
+    assert "<li>student &lt;KD&gt;: +5.0 std, above it: a result</li>" in page
+    assert "frequency" not in page  # baselines are the bar, not judged against it

@@ -134,6 +134,10 @@ def _vocab(kind, tokens):
     return lambda enc: {**enc, "vocabs": {**enc["vocabs"], kind: tokens(enc["vocabs"][kind])}}
 
 
+def _extra_vocab(kind):
+    return lambda enc: {**enc, "vocabs": {**enc["vocabs"], kind: ["<pad>", "<unk>"]}}
+
+
 TAMPERED = {
     "null vocabulary": (dict(encoder=_vocab("diagnoses", lambda t: None)), "vocabulary 'diagnoses'"),
     "null vocabularies": (dict(encoder=_encoder(vocabs=None)), "lacks the diagnoses"),
@@ -145,6 +149,9 @@ TAMPERED = {
     "negative max_codes": (dict(encoder=_encoder(max_codes=-1)), "'encoder.max_codes' is -1"),
     "zero max_visits": (dict(encoder=_encoder(max_visits=0)), "'encoder.max_visits' is 0"),
     "float max_visits": (dict(encoder=_encoder(max_visits=2.5)), "'encoder.max_visits' is 2.5"),
+    "note cap without note vocabulary": (dict(encoder=_encoder(max_note_tokens=8)), "no note vocabulary"),
+    "note vocabulary without cap": (dict(encoder=_extra_vocab("notes")), "'encoder.max_note_tokens' is None"),
+    "unknown vocabulary": (dict(encoder=_extra_vocab("words")), "lacks the diagnoses"),
     "fewer labels than outputs": (
         dict(encoder=lambda e: {**e, "medications": e["medications"][:-1]}, thresholds=lambda t: 0.5),
         "outputs but its metadata names",

@@ -11,8 +11,9 @@ import pytest
 
 from leader.cli import main
 from leader.errors import LeaderError
-from tests.conftest import MEDS, TITLES, rule_patients
+from tests.conftest import MEDS, TITLES, rule_patients, shared_data
 
+SYNTHEA_BUNDLE = "Adolph_Smith_0c6b1f3d-edb2-422b-a0af-a262fb90ed07.json"
 DEEP = "[" * 100_000 + "]" * 100_000
 BAD_VALUES = {
     "overflow": "1e400",
@@ -53,17 +54,60 @@ def test_depth_limit_is_exact_and_strings_do_not_count():
         loads("[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1))
     with pytest.raises(JSONError, match="deeper than"):
         loads('{"a": ' * (MAX_DEPTH + 1) + "1" + "}" * (MAX_DEPTH + 1))
+    half = MAX_DEPTH // 2  # arrays and objects alternating: each level counts once, whatever its bracket
+    assert loads('[{"a": ' * half + "1" + "}]" * half) is not None
+    with pytest.raises(JSONError, match="deeper than"):
+        loads('[{"a": ' * half + "[1]" + "}]" * half)
     brackets = '"' + "[{" * 500 + '\\"'
     assert loads('{"note": ' + json.dumps(brackets) + ', "x": [[1]]}') == {"note": brackets, "x": [[1]]}
     tricky = ["]]]}", '\\"[', "", "\\", '"', "{[", "x"]  # closing brackets and escapes inside strings
-    for depth, ok in ((MAX_DEPTH, True), (MAX_DEPTH + 1, False)):
-        inner = json.dumps(tricky * 20)  # 140 strings: over the bracket-count shortcut
-        text = "[" * (depth - 1) + inner + "]" * (depth - 1)
-        if ok:
-            assert loads(text) == json.loads(text)
+    for copies in (1, 20):  # a few escapes (cut out one by one) and many (over _FEW_ESCAPES)
+        for depth, ok in ((MAX_DEPTH, True), (MAX_DEPTH + 1, False)):
+            inner = json.dumps(tricky * copies)
+            text = "[" * (depth - 1) + inner + "]" * (depth - 1)
+            if ok:
+                assert loads(text) == json.loads(text)
+            else:
+                with pytest.raises(JSONError, match="deeper than"):
+                    loads(text)
+
+
+def test_depth_check_agrees_with_the_real_depth_on_random_documents():
+    """Random documents 60-68 deep whose strings hold brackets, quotes, backslashes and escapes (a
+    few or many, ASCII-escaped or not): accepted exactly when at most MAX_DEPTH deep."""
+    from leader.safejson import MAX_DEPTH, JSONError, loads
+
+    rng = random.Random(7)
+    plain, escaped = ["[", "]", "{", "}", "a", " ", "é", "0e999"], ['"', "\\", "\n", "\u2028", "\U0001f600"]
+    rate = 0.0  # share of characters JSON escapes: few escapes take one path of the check, many another
+
+    def text() -> str:
+        return "".join(rng.choice(escaped if rng.random() < rate else plain) for _ in range(rng.randrange(12)))
+
+    def build(depth: int):
+        if depth == 0:
+            return rng.choice([text(), 1, None, 2.5])
+        inner = [build(depth - 1)] + [text() for _ in range(rng.randrange(3))]
+        return {text(): inner[0], "k": inner[1:]} if rng.random() < 0.5 else inner
+
+    def real_depth(value) -> int:
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        return (1 + max(map(real_depth, children), default=0)) if isinstance(value, (dict, list)) else 0
+
+    outcomes = []
+    for i in range(200):
+        rate = (0.005, 0.3)[i % 2]
+        doc, target = build(rng.randrange(1, 40)), rng.randrange(MAX_DEPTH - 4, MAX_DEPTH + 5)
+        while real_depth(doc) < target:
+            doc = [text(), doc] if rng.random() < 0.5 else {text(): doc}
+        dumped = json.dumps(doc, ensure_ascii=rng.random() < 0.5)
+        outcomes.append(real_depth(doc) <= MAX_DEPTH)
+        if outcomes[-1]:
+            assert loads(dumped) == json.loads(dumped)
         else:
             with pytest.raises(JSONError, match="deeper than"):
-                loads(text)
+                loads(dumped)
+    assert 50 < sum(outcomes) < 150  # both sides of the limit
 
 
 def test_limits_keep_ordinary_numbers_and_refuse_lone_surrogates():
@@ -76,6 +120,12 @@ def test_limits_keep_ordinary_numbers_and_refuse_lone_surrogates():
         loads('{"patient_id": "\\ud800"}')  # would crash the UTF-8 writer of `leader predict` later
     with pytest.raises(JSONError, match="UTF-8"):
         loads(b'{"a": "\xff"}')
+    with pytest.raises(JSONError, match="surrogate"):
+        loads('{"patient_id": "\ud800"}')  # the character itself, in a str a caller built
+    many = '"' + "\\n" * 100  # past the escapes cut out one by one
+    assert loads(many + '\\ud83d\\ude00"') == "\n" * 100 + "\U0001f600"
+    with pytest.raises(JSONError, match="surrogate"):
+        loads(many + '\\udc00"')
 
 
 def test_loads_equals_json_on_ordinary_documents():
@@ -132,23 +182,31 @@ def test_vocab_and_stats_and_cohort_refuse_deep_or_infinite_json(tmp_path, capsy
         read_json(tmp_path / "run.json")
 
 
-def test_ordinary_lines_take_the_plain_c_parser():
-    """Speed: the checks ride on the C parser. Ordinary patient lines (ICD-9 E-codes and 31-digit
-    ids included) skip the checked decoder; every line that could break a limit takes it. Measured
-    (CPU time, /tmp bench): 100k patient lines of 370 characters +2% over json.loads alone, 20k
-    lines of 3.3 KB (24 visits, past the depth shortcut) +9%."""
-    from leader.safejson import _suspect
+def test_number_lookalikes_inside_strings_are_text():
+    """The limits apply to numbers, not to strings that look like them (FHIR UUIDs hold "6e-456",
+    a ward can be called "Infinity"), escaped quotes included."""
+    from leader.safejson import loads
 
-    lines = [json.dumps({**p, "patient_id": "9" * 31}) for p in rule_patients(400, seed=5)]
-    lines.append(_patient("71").replace("ICD9:4019", "ICD9:E8800"))
-    assert not any(_suspect(line) for line in lines)
-    for name, value in BAD_VALUES.items():
-        assert name == "deep" or _suspect(_patient(value)), name
-    assert _suspect('{"patient_id": "\\ud800"}') and _suspect("[1.5e308]") and _suspect("[" + "1" * 32 + "]")
-    # ids that look like numbers only inside strings (FHIR UUIDs such as "...-6e-456...") stay fast
-    fhir = '{"resourceType": "Encounter", "id": "b2f6e-456d-4a91e049", "subject": {"reference": "Patient/%s"}}'
-    assert not _suspect(fhir % ("1" * 40))
-    assert _suspect('{"id": "6e-456", "n": 1e400}') and _suspect('{"id": "a\\"6e-456", "n": 1}')
+    text = json.dumps({"id": "b2f6e-456d", "ward": "Infinity, NaN", "n": "1e400", "big": "9" * 5000, "q": 'a"1e400'})
+    assert loads(text) == json.loads(text)
+    lines = [json.dumps({**p, "patient_id": "9" * 31}) for p in rule_patients(50, seed=5)]
+    assert [loads(line) for line in lines] == [json.loads(line) for line in lines]
+
+
+def test_a_cds_hooks_request_reads_as_json_does():
+    """A patient-view request carrying a Synthea Bundle (the prefetch of benchmarks/serve_bench.py:
+    narratives with escaped quotes, 800+ brackets, ids that look like numbers) passes the depth
+    check, reads as json.loads reads it, and is refused once nested past the limit."""
+    from leader.safejson import MAX_DEPTH, JSONError, loads
+
+    bundle = json.loads(shared_data("fhir-r4-synthea", "bundles", SYNTHEA_BUNDLE).read_text())
+    body = json.dumps({"hook": "patient-view", "context": {"patientId": "x"}, "prefetch": {"all": bundle}})
+    assert '\\"' in body and body.count("{") > MAX_DEPTH
+    assert loads(body.encode()) == json.loads(body)
+    deep = body[:-1] + ', "x": ' + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "}"
+    assert loads(deep) == json.loads(deep)
+    with pytest.raises(JSONError, match="deeper than"):
+        loads(body[:-1] + ', "x": ' + "[" * MAX_DEPTH + "]" * MAX_DEPTH + "}")
 
 
 @pytest.mark.parametrize("age", ['"inf"', '"-Infinity"', '"nan"', "-3", '"1e400"', '"ninety"', "[71]"])

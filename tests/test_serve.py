@@ -345,6 +345,48 @@ def test_jwt_checks(server, keys):
     assert httpx.get(server.url + "/healthz").status_code == 200  # probes need no token
 
 
+def test_verifier_parses_each_header_once_and_keeps_its_reasons(keys, monkeypatch):
+    """An EHR signs every token with the same header: it is parsed once (PyJWT's parse costs about
+    as much as the signature check), and a token that shares a known header but is broken elsewhere
+    still gets the reason it got before."""
+    from leader.export.serve.auth import Refused, Verifier, load_jwks
+
+    audience = "http://127.0.0.1:1/cds-services"
+    verifier = Verifier(load_jwks(keys["path"]), [ISSUER], audience)
+    parses = []
+    parse = jwt.get_unverified_header
+    monkeypatch.setattr(jwt, "get_unverified_header", lambda t: parses.append(t) or parse(t))
+    srv = type("Srv", (), {"audience": audience})
+    tokens = [token(srv, "rsa1", keys) for _ in range(5)]
+    for t in tokens:
+        assert verifier.verify(f"Bearer {t}", "/cds-services")["aud"] == audience
+    assert len(parses) == 1
+    header, payload, signature = tokens[0].split(".")
+
+    def reason(text: str) -> str:
+        with pytest.raises(Refused) as err:
+            verifier.verify(f"Bearer {text}", "/cds-services")
+        return str(err.value)
+
+    assert reason(f"{header}.{payload}!.{signature}") == "malformed token"
+    assert reason(f"{header}.{payload}") == "malformed token"
+    assert reason(f"{header}.e30.{signature}") == "bad signature"
+    assert reason(f"x{header}.{payload}.{signature}") == "malformed token"
+    assert reason(tokens[0]) == "token replayed (jti already used)"
+
+
+def test_a_loaded_model_keeps_one_bounded_drug_label_cache(models):
+    """Drug names are mapped to ATC-3 once per worker, not once per hook call, and the cache of names
+    (which callers choose) is bounded."""
+    from leader.data.fhir_map import LABEL_CACHE
+    from leader.export.serve.model import Loaded
+
+    loaded = Loaded.load(models[0], 1, "")
+    assert loaded.labeler is loaded.labeler and loaded.labeler("Warfarin Sodium 5 MG Oral Tablet") == ("B01A",)
+    info = loaded.labeler.cache_info()
+    assert info.maxsize == LABEL_CACHE and info.currsize >= 1
+
+
 def test_bad_bodies_get_400_naming_the_field_and_big_ones_413(server, keys):
     good = hook_body(bundles()[0])
     headers = lambda: {"Authorization": f"Bearer {token(server, 'rsa1', keys)}", "Content-Type": "application/json"}  # noqa: E731

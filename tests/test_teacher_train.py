@@ -23,7 +23,6 @@ FINAL_FILES = {
     "adapter_model.safetensors",
     "head.safetensors",
     "teacher.json",
-    "config.json",
     "metrics.json",
     "metrics.jsonl",
     "run.json",
@@ -81,7 +80,7 @@ def test_teach_writes_a_self_describing_folder(tiny_teacher, rule_dataset_path, 
     assert [r["step"] for r in log if r.get("split") == "val"] == [2, 4]
     [calibration] = [r for r in log if r.get("event") == "head calibration"]
     assert calibration["step"] == 0 and calibration["samples"] == min(512, len(split_samples(dataset)["train"]))
-    config = json.loads((tiny_teacher / "config.json").read_text())
+    config = json.loads((tiny_teacher / "run.json").read_text())["config"]  # the one copy of the options
     assert config["max_steps"] == 4 and config["lora_r"] == 8 and config["data"] == str(rule_dataset_path)
 
 
@@ -143,6 +142,28 @@ def test_resume_replays_the_interrupted_run_exactly(tiny_teacher, rule_dataset_p
     assert logs[0] == logs[1]
     # a finished run resumed again does nothing
     assert main(teach_args(rule_dataset_path, out, tiny_model, "--resume")) == 0
+
+
+def test_batches_trained_in_parts_train_as_whole_batches(rule_dataset_path, tiny_model, tmp_path, monkeypatch):
+    """A batch over MICRO_BATCH_SLOTS token slots runs part by part (each part's loss weighted by
+    its rows): the logged losses and the trained weights are the whole batches' (fp32, no dropout,
+    so only the order of the sums differs)."""
+    import leader.teacher.train as train
+
+    runs = {}
+    for slots in (0, 100):  # whole batches; parts of one or two prompts
+        monkeypatch.setattr(train, "MICRO_BATCH_SLOTS", slots)
+        out = tmp_path / f"slots{slots}"
+        args = teach_args(rule_dataset_path, out, tiny_model, "--lora-dropout", "0", "--no-cache-features")
+        assert main(args) == 0
+        log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        tensors = {**read_tensors(out / "adapter_model.safetensors"), **read_tensors(out / "head.safetensors")}
+        runs[slots] = [r["train_loss"] for r in log if "train_loss" in r], tensors
+    (whole_loss, whole), (parts_loss, parts) = runs[0], runs[100]
+    np.testing.assert_allclose(parts_loss, whole_loss, rtol=1e-5)
+    assert whole.keys() == parts.keys()
+    for key in whole:
+        np.testing.assert_allclose(parts[key], whole[key], rtol=1e-4, atol=1e-5 * np.abs(whole[key]).max(), err_msg=key)
 
 
 def test_the_time_budget_shrinks_the_schedule(rule_dataset_path, tiny_model, tmp_path, monkeypatch):

@@ -7,9 +7,10 @@ import random
 
 import pytest
 
+from leader.cli.options import field_docs
 from leader.errors import LeaderError
-from leader.teacher.config import TeachConfig, field_docs
-from leader.teacher.model import collate, length_batches, padding_share, sorted_batches
+from leader.teacher.config import TeachConfig
+from leader.teacher.model import collate, length_batches, micro_batches, padding_share, sorted_batches
 from leader.teacher.train import lr_factor
 
 
@@ -34,6 +35,17 @@ def test_length_batches_cover_every_sample_once_and_pad_little():
     inference = sorted_batches(lengths, 16)
     assert sorted(i for b in inference for i in b) == list(range(1000))
     assert padding_share(inference, lengths) < 0.02
+
+
+def test_micro_batches_keep_the_order_and_the_token_budget():
+    lengths = [100, 120, 250, 256, 256, 256, 256, 256, 300]
+    batch = [3, 4, 5, 6, 7, 0, 1, 2]
+    assert micro_batches(batch, lengths, 0) == [batch]  # 0: the batch whole
+    assert micro_batches(batch, lengths, 8 * 256) == [batch]
+    assert micro_batches(batch, lengths, 1024) == [[3, 4, 5, 6], [7, 0, 1, 2]]
+    parts = micro_batches(batch, lengths, 1000)  # 3 rows of 256 fit: parts of 3, 3 and 2
+    assert [len(p) for p in parts] == [2, 3, 3] and sum(parts, []) == batch
+    assert micro_batches([8, 0], lengths, 200) == [[8], [0]]  # a prompt over the budget goes alone
 
 
 def test_collate_pads_on_the_right():
@@ -197,3 +209,51 @@ def test_calibrate_head_standardises_and_fits_a_probe():
     assert ((logits[:, 0] > 0).float() == labels[:, 0]).float().mean() > 0.95
     assert (logits[:, 1] < -3).all()  # a label never seen stays near probability 0
     assert loss < 0.2
+
+
+def test_prompts_over_the_token_budget_recompute_layers_with_the_same_gradients(tmp_path, monkeypatch):
+    """Past MICRO_BATCH_SLOTS tokens a prompt trains with activation checkpointing; the recomputed
+    layers replay the same dropout masks, so the gradients are those of the plain backward."""
+    import torch
+
+    import leader.teacher.train as train
+    from leader.teacher.backbone import resolve
+    from leader.teacher.tiny import make_tiny_backbone
+    from leader.teacher.train import MICRO_BATCH_SLOTS, build_model
+
+    monkeypatch.setattr(train, "training_attention", lambda max_tokens: "eager")  # one attention for both
+
+    folder = make_tiny_backbone(tmp_path / "tiny", ["a b c d e f g h i j k l"], layers=2)
+    backbone = resolve(str(folder))
+    ids = torch.randint(4, 16, (3, 9), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    grads = {}
+    # plain; --checkpointing asked for; a token budget over MICRO_BATCH_SLOTS (on by itself)
+    for key, max_tokens, asked in (("plain", 192, False), ("asked", 192, True), ("long", MICRO_BATCH_SLOTS + 1, False)):
+        cfg = TeachConfig(
+            data=tmp_path,
+            out=tmp_path / "t",
+            base_model=str(folder),
+            max_tokens=max_tokens,
+            lora_dropout=0.25,
+            checkpointing=asked,
+        )
+        torch.manual_seed(0)
+        model, _ = build_model(cfg, backbone, "fp32", 3)
+        assert model.backbone.base_model.model.is_activation_checkpointing == (key != "plain")
+        with torch.no_grad():  # LoRA B and the head start at zero: give them weights for gradients to flow
+            for name, p in model.named_parameters():
+                if "lora_B" in name or name.startswith("head."):
+                    p.normal_()
+        model.train()
+        torch.manual_seed(1)
+        logits, _ = model(ids, mask)
+        logits.square().sum().backward()
+        grads[key] = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    plain = grads.pop("plain")
+    assert any("lora_A" in n for n in plain)
+    for recomputed in grads.values():
+        assert plain.keys() == recomputed.keys()
+        for name in plain:
+            torch.testing.assert_close(recomputed[name], plain[name], msg=name)

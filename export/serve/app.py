@@ -28,7 +28,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
-from leader.data.fhir import patient_record
+from leader.data.fhir_map import patient_record
 from leader.errors import LeaderError
 from leader.export.serve import cds
 from leader.export.serve.auth import Refused, Verifier, load_jwks
@@ -270,14 +270,14 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         prefetch = await svc.fetch(call) if any(k not in call.prefetch for k in cds.PREFETCH) else call.prefetch
         bundle = cds.merged_bundle(prefetch)
         try:
-            record = patient_record(bundle, at_encounter=call.encounter_id)
+            record = patient_record(bundle, at_encounter=call.encounter_id, options=model.mapping)
         except LeaderError as err:
             event("unscorable", hook=call.hook, stage="fhir mapping", reason=_safe_reason(str(err)))
-            return {"cards": []}
+            return JSONResponse({"cards": []})
         (rec,) = model.recommender.recommend([record])
         if not rec.ok:
             event("unscorable", hook=call.hook, stage="model", reason=_safe_reason(rec.error or ""))
-            return {"cards": []}
+            return JSONResponse({"cards": []})
         current = cds.active_labels(bundle, model.labeler)
         medications = {r.get("id"): r for r in call.draft_orders if r.get("resourceType") == "Medication"}
         drafts = [
@@ -286,7 +286,8 @@ def create_app(cfg: ServeConfig) -> FastAPI:
             if r.get("resourceType") == "MedicationRequest"
         ]
         names = model.recommender.names
-        return {"cards": cds.cards(rec, names, model.ddi, current, drafts, info_for(request, model))}
+        # cards are plain JSON already: a JSONResponse skips FastAPI's jsonable_encoder walk over them
+        return JSONResponse({"cards": cds.cards(rec, names, model.ddi, current, drafts, info_for(request, model))})
 
     @app.post(HOOK_PATH + "/feedback")
     async def feedback(request: Request):

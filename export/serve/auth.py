@@ -28,6 +28,8 @@ LEEWAY = 5
 """Seconds of clock skew allowed on `exp` and `iat`."""
 MAX_SEEN = 1_000_000
 """Most live `jti` values kept; beyond that new tokens are refused until old ones expire."""
+MAX_HEADERS = 64
+"""Distinct JWT headers whose parse is remembered (an EHR signs every token with the same one)."""
 
 
 class Refused(Exception):
@@ -63,6 +65,22 @@ class Verifier:
         self.root = self.audience.removesuffix("/cds-services")
         self.seen: dict[str, float] = {}
         self._next_purge = 0.0
+        self._headers: dict[str, dict] = {}
+
+    def _header(self, token: str) -> dict:
+        """The token's header, unverified (it picks the key and algorithm). Parsed once per distinct
+        header segment: PyJWT's parse checks every character of the whole token in Python, which
+        costs about as much as the RS384 signature check, and `jwt.decode` parses it again anyway."""
+        segment = token.partition(".")[0]
+        header = self._headers.get(segment)
+        if header is None:
+            try:
+                header = jwt.get_unverified_header(token)
+            except jwt.PyJWTError:
+                raise Refused("malformed token") from None
+            if len(self._headers) < MAX_HEADERS:
+                self._headers[segment] = header
+        return header
 
     def _key(self, header: dict):
         kid = header.get("kid")
@@ -78,17 +96,15 @@ class Verifier:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Refused("authorization is not a bearer token")
-        try:
-            header = jwt.get_unverified_header(token.strip())
-        except jwt.PyJWTError:
-            raise Refused("malformed token") from None
+        token = token.strip()
+        header = self._header(token)
         if header.get("alg") not in ALGORITHMS:
             raise Refused(f"algorithm must be one of {', '.join(ALGORITHMS)}")
         key = self._key(header)
         now = time.time() if now is None else now
         try:
             claims = jwt.decode(
-                token.strip(),
+                token,
                 key.key,
                 algorithms=[header["alg"]],
                 leeway=LEEWAY,
@@ -100,6 +116,12 @@ class Verifier:
             raise Refused("token expired") from None
         except jwt.MissingRequiredClaimError as err:
             raise Refused(f"token lacks '{err.claim}'") from None
+        except jwt.DecodeError:  # the header was known: is the rest of the token malformed?
+            try:
+                jwt.get_unverified_header(token)
+            except jwt.PyJWTError:
+                raise Refused("malformed token") from None
+            raise Refused("invalid token") from None
         except jwt.PyJWTError:
             raise Refused("invalid token") from None
         if claims["iss"] not in self.issuers:

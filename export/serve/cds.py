@@ -1,6 +1,6 @@
 """CDS Hooks 2.0 for the student: discovery, reading a hook request, and the cards it answers.
 
-No model logic: the patient record comes from `leader.data.fhir.patient_record` (the mapping the
+No model logic: the patient record comes from `leader.data.fhir_map.patient_record` (the mapping the
 importer uses, so a patient reads the same in training and at the bedside), the probabilities,
 thresholds and DDI pairs from `leader.export.runtime.Recommender`. Drug names of active orders and
 draft orders go to ATC-3 through `leader.data.atc` (the importer's `MapOptions().labeler`).

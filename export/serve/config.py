@@ -31,13 +31,13 @@ class ServeConfig:
     jwks: Path | None = None
     """JSON Web Key Set file holding the EHRs' public keys (RS384 / ES384)."""
     issuers: list[str] = field(default_factory=list)
-    """Accepted `iss` values of the JWTs (the EHRs allowed to call)."""
+    """Accepted `iss` values of the JWTs (the EHRs allowed to call); repeat --issuer for several."""
     audience: str | None = None
     """The discovery URL as the EHR sees it (e.g. https://cds.example.org/cds-services): the JWTs' `aud`."""
     max_body: int = 1_000_000
     """Largest request body in bytes; larger ones get 413."""
     cors_origins: list[str] = field(default_factory=list)
-    """Browser origins allowed to call (CORS); none by default."""
+    """Browser origins allowed to call (CORS), one exact origin per --cors-origin; none by default."""
     fhir_timeout: float = 5.0
     """Seconds allowed for the FHIR server fetch when a hook comes without its prefetch."""
     threads: int = 1

@@ -37,7 +37,13 @@ class Loaded:
     ddi: set[frozenset]
     card: str
     sha256: str
-    labeler: object
+    mapping: MapOptions
+    """The FHIR mapping's options, one object per loaded model so its drug name -> ATC-3 cache
+    lives across requests (a fresh MapOptions per call would look every drug up again)."""
+
+    @property
+    def labeler(self):
+        return self.mapping.labeler
 
     @classmethod
     def load(cls, path: Path, threads: int, card_url: str) -> Loaded:
@@ -54,10 +60,10 @@ class Loaded:
             card_url=card_url,
             limitations=card_limitations(card) or DEFAULT_LIMITATIONS,
         )
-        labeler = MapOptions().labeler
-        labeler("aspirin")  # load the drug name -> ATC map now, not on the first hook
+        mapping = MapOptions()
+        mapping.labeler("aspirin")  # load the drug name -> ATC map now, not on the first hook
         ddi = {frozenset(pair) for pair in rec.meta["ddi"]}
-        return cls(rec, info, ddi, card, sha, labeler)
+        return cls(rec, info, ddi, card, sha, mapping)
 
     def metadata(self) -> dict:
         """GET /metadata: the model card fields, labels and metrics (no patient data is in the file)."""

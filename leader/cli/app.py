@@ -12,6 +12,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 data_app = typer.Typer(
-    help="Prepare datasets: MIMIC-III, MIMIC-IV, a cohort JSONL, or a synthetic cohort.", no_args_is_help=True
+    help="Prepare datasets: MIMIC-III, MIMIC-IV, eICU, OMOP, FHIR R4, a cohort JSONL, or a synthetic cohort.",
+    no_args_is_help=True,
 )
 app.add_typer(data_app, name="data")

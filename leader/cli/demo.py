@@ -1,7 +1,7 @@
 """`leader report` and `leader demo`: the pictures and the whole pipeline in one command.
 
-Each option is a field of the command's config (`leader.report.ReportConfig`,
-`leader.demo.DemoConfig`): its default and help come from there (`leader.cli.options`).
+Each option is a field of the command's config (`leader.config.ReportConfig`, `DemoConfig`): its
+default and help come from there (`leader.cli.options`).
 """
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from pathlib import Path
 
 from leader.cli.app import app
 from leader.cli.options import argument, option
-from leader.demo import DemoConfig
-from leader.report import ReportConfig
+from leader.config import DemoConfig, ReportConfig
 
 
 @app.command()

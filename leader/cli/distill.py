@@ -43,6 +43,8 @@ def distill(
     dropout: float = option(DistillConfig, "dropout"),
     max_visits: int = option(DistillConfig, "max_visits"),
     max_codes: int = option(DistillConfig, "max_codes"),
+    notes: bool | None = option(DistillConfig, "notes", "--notes/--no-notes"),
+    max_note_tokens: int = option(DistillConfig, "max_note_tokens"),
     min_patients: int = option(DistillConfig, "min_patients"),
     threads: int = option(DistillConfig, "threads"),
     resume: bool = option(DistillConfig, "resume", "--resume"),

@@ -4,50 +4,41 @@
     leader predict --model model.onnx --input patients.jsonl --out recs.jsonl --top-k 10
     leader bench --model model.onnx --student runs/student --teacher runs/teacher --out bench.json
 
-Library code lives in leader.export; this module only turns options into configs and calls run().
+Each option is a field of the command's config in `leader.export.config` (`ExportConfig`,
+`PredictConfig`, `BenchConfig`): its default and help come from there (`leader.cli.options`).
+Library code lives in leader.export; this module only builds the configs and calls run().
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
 from leader.cli.app import app
+from leader.cli.options import option
+from leader.export.config import BenchConfig, ExportConfig, PredictConfig
 
 
 @app.command()
 def export(
-    student: Annotated[Path, typer.Option(help="Student folder (from `leader distill --out DIR`).")],
-    out: Annotated[Path, typer.Option(help="The .onnx file to write; --int8 adds NAME.int8.onnx beside it.")],
-    onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX (the one format; the flag says so).")] = True,
-    int8: Annotated[
-        bool, typer.Option("--int8", help="Also write an int8 (dynamic quantization) twin, checked on validation.")
-    ] = False,
-    force: Annotated[
-        bool,
-        typer.Option("--force", help="Keep the int8 file even if it loses more than --max-drop validation Jaccard."),
-    ] = False,
-    max_drop: Annotated[
-        float, typer.Option(help="Largest accepted validation-Jaccard drop of the int8 model against the fp32 one.")
-    ] = 0.01,
-    data: Annotated[
-        Path | None, typer.Option(help="The student's prepared dataset (default: the path in its run.json).")
-    ] = None,
-    opset: Annotated[int | None, typer.Option(help="ONNX opset (default: the exporter's).")] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing --out and its .int8.onnx twin and .md card.")
-    ] = False,
+    student: Path = option(ExportConfig, "student"),
+    out: Path = option(ExportConfig, "out"),
+    onnx: bool = typer.Option(True, "--onnx", help="Export to ONNX (the one format; the flag only says so)."),
+    int8: bool = option(ExportConfig, "int8", "--int8"),
+    force: bool = option(ExportConfig, "force", "--force"),
+    max_drop: float = option(ExportConfig, "max_drop"),
+    data: Path | None = option(ExportConfig, "data"),
+    opset: int | None = option(ExportConfig, "opset"),
+    overwrite: bool = option(ExportConfig, "overwrite", "--overwrite"),
 ) -> None:
     """Export a student as one self-describing ONNX file (vocabularies, thresholds, DDI pairs inside)."""
-    from leader.export.onnx_export import ExportConfig, run
+    options = dict(locals())  # besides --onnx, every parameter is an ExportConfig field of the same name
+    del options["onnx"]  # ONNX is the one format; the flag only keeps the command line explicit
+    from leader.export.onnx_export import run
 
-    del onnx  # ONNX is the one format; the flag only keeps the command line explicit
-    cfg = ExportConfig(
-        student=student, out=out, int8=int8, force=force, max_drop=max_drop, data=data, opset=opset, overwrite=overwrite
-    )
+    cfg = ExportConfig(**options)
     summary = run(cfg)
     typer.echo(
         f"wrote {out} ({summary['bytes'] / 1e6:.2f} MB; |onnx - torch| <= {summary['parity_max_abs_error']:.1e})"
@@ -64,15 +55,13 @@ def export(
 
 @app.command()
 def predict(
-    model: Annotated[Path, typer.Option(help="The .onnx file from `leader export --onnx`.")],
-    input_: Annotated[Path, typer.Option("--input", help="Patients as JSONL (.jsonl or .jsonl.gz; '-' = stdin).")],
-    out: Annotated[Path | None, typer.Option(help="Recommendations as JSONL (default: stdout).")] = None,
-    top_k: Annotated[int, typer.Option(help="Ranked medications per patient (0 = all).")] = 10,
-    batch: Annotated[int, typer.Option(help="Patients per onnxruntime call.")] = 256,
-    threads: Annotated[int, typer.Option(help="onnxruntime threads.")] = 1,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing --out file (never --input or --model).")
-    ] = False,
+    model: Path = option(PredictConfig, "model"),
+    input: Path = option(PredictConfig, "input", "--input"),
+    out: Path | None = option(PredictConfig, "out"),
+    top_k: int = option(PredictConfig, "top_k"),
+    batch: int = option(PredictConfig, "batch"),
+    threads: int = option(PredictConfig, "threads"),
+    overwrite: bool = option(PredictConfig, "overwrite", "--overwrite"),
 ) -> None:
     """Recommend medications for each patient line (profile + visits; the last visit is the one prescribed for).
 
@@ -82,11 +71,9 @@ def predict(
 
     Exit code: 0 when every line was served; 2 when some line was skipped, or --model / --input is unusable.
     """
-    from leader.export.predict import PredictConfig, run
+    cfg = PredictConfig(**locals())  # every parameter is a PredictConfig field of the same name
+    from leader.export.predict import run
 
-    cfg = PredictConfig(
-        model=model, input=input_, out=out, top_k=top_k, batch=batch, threads=threads, overwrite=overwrite
-    )
     counts = run(cfg)
     where = f" to {out}" if out else ""
     print(
@@ -100,24 +87,20 @@ def predict(
 
 @app.command()
 def bench(
-    model: Annotated[Path, typer.Option(help="The fp32 .onnx file (NAME.int8.onnx beside it is measured too).")],
-    student: Annotated[Path | None, typer.Option(help="Student folder: adds the torch student.")] = None,
-    teacher: Annotated[Path | None, typer.Option(help="Teacher run folder: adds its per-visit latency.")] = None,
-    data: Annotated[Path | None, typer.Option(help="Prepared dataset for inputs (default: the student's).")] = None,
-    out: Annotated[Path | None, typer.Option(help="JSON report (default: NAME.bench.json beside the model).")] = None,
-    samples: Annotated[int, typer.Option(help="Samples the timings cycle through.")] = 1024,
-    latency_calls: Annotated[
-        int, typer.Option("--latency-calls", "--calls", help="Timed batch-1 calls per engine.")
-    ] = 2000,
-    batch_calls: Annotated[int, typer.Option(help="Timed batch-256 calls per engine.")] = 20,
-    teacher_samples: Annotated[
-        int, typer.Option(help="Visits the teacher is timed on one by one (twice as many batched).")
-    ] = 8,
+    model: Path = option(BenchConfig, "model"),
+    student: Path | None = option(BenchConfig, "student"),
+    teacher: Path | None = option(BenchConfig, "teacher"),
+    data: Path | None = option(BenchConfig, "data"),
+    out: Path | None = option(BenchConfig, "out"),
+    samples: int = option(BenchConfig, "samples"),
+    latency_calls: int = option(BenchConfig, "latency_calls", "--latency-calls", "--calls"),
+    batch_calls: int = option(BenchConfig, "batch_calls"),
+    teacher_samples: int = option(BenchConfig, "teacher_samples"),
 ) -> None:
     """Latency, throughput, file sizes and runtime memory of the exported student vs torch and the teacher."""
-    options = dict(locals())  # every parameter is a BenchConfig field of the same name (taken before any import)
-    from leader.export.bench import BenchConfig, format_report, run
+    cfg = BenchConfig(**locals())  # every parameter is a BenchConfig field of the same name
+    from leader.export.bench import format_report, run
 
-    report = run(BenchConfig(**options))
+    report = run(cfg)
     typer.echo(format_report(report), nl=False)
     typer.echo(f"wrote {report['out']}", err=True)

@@ -6,20 +6,51 @@
         run(ReportConfig(**options))   # by keyword: every parameter is a field of the same name
 
 `option(Config, "field")` is a `typer.Option` whose default is the field's default (required when
-the field has none) and whose help is the docstring under the field. The docstrings are read with
-`leader.teacher.config.field_docs` (`ast` over the dataclass source): no library reads attribute
-docstrings at run time (Python drops them), and the ones that do it for a CLI (tyro,
+the field has none) and whose help is the docstring under the field (`field_docs`). Python drops
+attribute docstrings at run time, so they are read from the source with `ast`, one parse per
+module (`leader --help` reads every config); the libraries that do this for a CLI (tyro,
 simple-parsing) replace typer rather than plug into it.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import sys
 from functools import cache
+from pathlib import Path
 
 import typer
 
-from leader.teacher.config import field_docs
+
+@cache
+def _module_docs(path: str) -> dict[str, dict[str, str]]:
+    """class name -> {field: the docstring under it} for every class of the module file `path`."""
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"), path)
+    out = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            docs = {}
+            for field, after in zip(node.body, node.body[1:]):
+                if (
+                    isinstance(field, ast.AnnAssign)
+                    and isinstance(field.target, ast.Name)
+                    and isinstance(after, ast.Expr)
+                    and isinstance(after.value, ast.Constant)
+                    and isinstance(after.value.value, str)
+                ):
+                    docs[field.target.id] = " ".join(after.value.value.split())
+            out[node.name] = docs
+    return out
+
+
+def field_docs(cls) -> dict[str, str]:
+    """The docstring under each field of dataclass `cls` (those of its dataclass bases too)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(klass):
+            docs.update(_module_docs(sys.modules[klass.__module__].__file__).get(klass.__name__, {}))
+    return docs
 
 
 @cache

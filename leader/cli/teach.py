@@ -3,8 +3,9 @@
     leader teach --data runs/data/synth --out runs/teacher [--max-minutes 20]
     leader teach features --teacher runs/teacher --data runs/data/synth
 
-Options map one to one onto `leader.teacher.config.TeachConfig` (their help is the field's
-docstring). torch and transformers are imported only when a command runs.
+Options map one to one onto `leader.teacher.config.TeachConfig` and `FeaturesConfig` (their
+default and help are the field's, `leader.cli.options`). torch and transformers are imported only
+when a command runs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import typer
 from leader.cli.app import app
 from leader.cli.options import option
 from leader.errors import LeaderError
-from leader.teacher.config import TeachConfig
+from leader.teacher.config import FeaturesConfig, TeachConfig
 
 teach_app = typer.Typer(
     help="Train the teacher (a LoRA-tuned LLM with a medication head) or cache its features (`features`).",
@@ -64,6 +65,7 @@ def teach(
     max_minutes: float | None = _opt("max_minutes"),
     eval_batch_size: int = _opt("eval_batch_size"),
     threads: int = _opt("threads"),
+    checkpointing: bool = _opt("checkpointing"),
     cache_features: bool = _opt("cache_features"),
     resume: bool = _opt("resume"),
     progress: bool = _opt("progress"),
@@ -89,22 +91,21 @@ def teach(
 
 @teach_app.command("features")
 def features(
-    teacher: Path = typer.Option(..., help="Teacher run folder (made by `leader teach`)."),
-    data: Path = typer.Option(..., help="Prepared dataset whose samples get features (every split)."),
-    batch_size: int = typer.Option(16, help="Samples per forward pass."),
-    progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
-    threads: int = typer.Option(0, help="CPU threads for torch (0: every core)."),
+    teacher: Path = option(FeaturesConfig, "teacher"),
+    data: Path = option(FeaturesConfig, "data"),
+    batch_size: int = option(FeaturesConfig, "batch_size"),
+    progress: bool = option(FeaturesConfig, "progress"),
+    threads: int = option(FeaturesConfig, "threads"),
 ) -> None:
     """Compute (once) the teacher's pooled hidden states and logits of every sample of a dataset."""
-    if batch_size <= 0 or threads < 0:
-        raise LeaderError("--batch-size must be positive and --threads 0 or more")
+    cfg = FeaturesConfig(**locals())  # every parameter is a FeaturesConfig field of the same name
     from leader.cohort import load_dataset
     from leader.teacher.features import ensure_features
 
-    if threads:
+    if cfg.threads:
         import torch
 
-        torch.set_num_threads(threads)
+        torch.set_num_threads(cfg.threads)
 
-    folder = ensure_features(teacher, load_dataset(data), batch_size=batch_size, progress=progress)
+    folder = ensure_features(cfg.teacher, load_dataset(cfg.data), batch_size=cfg.batch_size, progress=cfg.progress)
     print(folder)

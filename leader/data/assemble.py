@@ -33,6 +33,7 @@ from tqdm import tqdm
 from leader.cohort import PROFILE_FIELDS, write_dataset
 from leader.data.meds import label_titles
 from leader.data.tables import log
+from leader.errors import LeaderError
 
 PROFILE_COLUMNS = PROFILE_FIELDS  # the MIMIC loaders build exactly the cohort's profile fields
 VISIT_REASONS = (
@@ -70,6 +71,37 @@ class Tables:
     """The admissions columns that make the profile (eICU: gender, age, ethnicity, unit type, admission source)."""
     visit_columns: tuple[str, ...] = ()
     """Further admissions columns copied onto each visit when not null (eICU: ``site``)."""
+
+
+def top_labels(
+    visits: dict[str, int], top_meds: int, patients: dict[str, int] | None = None, min_patients: int = 1
+) -> tuple[list[str], dict[str, int]]:
+    """The medication labels a dataset keeps, in output order: the `top_meds` most frequent by
+    visits (`visits`: label -> visits that hold it; ties by label) among those that at least
+    `min_patients` distinct patients received (`patients`: label -> patients; None: no such rule,
+    as for MIMIC, eICU and OMOP). Also the manifest's counts of the cut: labels before it and,
+    with `patients`, labels below --min-patients."""
+    ranked = sorted(visits, key=lambda label: (-visits[label], label))
+    common = [label for label in ranked if patients is None or patients[label] >= min_patients]
+    counts = {"medication_labels_before_top": len(ranked)}
+    if patients is not None:
+        counts["medication_labels_below_min_patients"] = len(ranked) - len(common)
+    return common[:top_meds], counts
+
+
+def top_record_labels(records: list[dict], top_meds: int, min_patients: int, required: bool = True):
+    """`top_labels` of cohort-format patients (their visits' medication lists, each label once
+    per visit), with the --min-patients rule; refuses a cohort where no label passes it unless
+    not `required` (a fixed label list is given)."""
+    visits = Counter(m for p in records for v in p["visits"] for m in v["medications"])
+    patients = Counter(m for p in records for m in {m for v in p["visits"] for m in v["medications"]})
+    labels, counts = top_labels(visits, top_meds, patients, min_patients)
+    if required and not labels:
+        raise LeaderError(
+            f"no medication label is received by {min_patients} or more patients; "
+            "lower --min-patients (only for data that stays inside the hospital) or export more patients"
+        )
+    return labels, counts
 
 
 def _lists(frame: pl.DataFrame, column: str, sort: bool = False) -> pl.DataFrame:
@@ -119,8 +151,7 @@ def assemble(
     visits = visits.filter(pl.col("_drop").is_null())
 
     counts = visits["meds"].explode().value_counts(name="n")
-    ranked = sorted(zip(counts["meds"].to_list(), counts["n"].to_list(), strict=True), key=lambda kv: (-kv[1], kv[0]))
-    medications = [label for label, _ in ranked[:top_meds]]
+    medications, cut = top_labels(dict(zip(counts["meds"].to_list(), counts["n"].to_list(), strict=True)), top_meds)
     keep = set(medications)
     visits = visits.with_columns(pl.col("meds").list.filter(pl.element().is_in(list(keep))))
     reasons["no_top_medication"] = int((visits["meds"].list.len() == 0).sum())
@@ -147,7 +178,7 @@ def assemble(
         **extra,
         "medication_coding": coding,
         "top_meds": top_meds,
-        "medication_labels_before_top": len(ranked),
+        **cut,
         "profile_from": "first kept admission",
         "drops": {"visits": {r: int(reasons.get(r, 0)) for r in VISIT_REASONS}, "patients": patient_drops},
         "codes_without_title": sum(1 for c in used_codes if c not in tables.titles),

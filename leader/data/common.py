@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -10,61 +10,10 @@ import polars as pl
 from leader.cohort import normalize_code
 from leader.data import meds
 from leader.data.atc import AtcCoder
+from leader.data.config import MimicConfig
 from leader.data.tables import collect, log
-from leader.errors import LeaderError
 
 PROFILE_TEXT = ("gender", "insurance", "language", "religion", "marital_status", "ethnicity", "admission_type")
-
-
-@dataclass
-class MimicConfig:
-    """Options of `leader data mimic3` / `leader data mimic4`."""
-
-    root: Path
-    """The MIMIC folder as PhysioNet ships it (MIMIC-III: the CSVs; MIMIC-IV: the folder holding hosp/)."""
-    out: Path
-    """Where the prepared dataset goes (must not exist unless overwrite)."""
-    ndc_map: Path | None = None
-    """GAMENet's ndc2RXCUI.txt (a Python dict literal NDC -> RXCUI). Without --atc-map (name coding) it
-    keeps only prescription rows whose NDC it knows, as GAMENet does (drops NDC-0 IV fluids)."""
-    atc_map: Path | None = None
-    """GAMENet's RXCUI2atc4.csv; with --ndc-map, ATC-3 labels come from NDCs (implies --coding atc3)."""
-    coding: str = ""
-    """Medication labels: atc3 (ATC-3 classes) or name (normalised generic names). Empty: atc3 with
-    --atc-map, else name. atc3 without --atc-map codes drug names through the shipped MIT name map."""
-    drug_atc: Path | None = None
-    """With --coding atc3: a drug name map (csv or csv.gz, columns drug,atc_code) instead of the shipped one."""
-    ddi: Path | None = None
-    """CSV of interacting medication-label pairs (e.g. SafeDrug's ddi_atc3_pairs_safedrug.csv)."""
-    top_meds: int = 300
-    """Keep the N most frequent medication labels (by visits)."""
-    notes: Path | None = None
-    """MIMIC-IV only: the MIMIC-IV-Note folder (holding note/discharge.csv.gz). MIMIC-III reads NOTEEVENTS
-    from --root when it is there."""
-    overwrite: bool = False
-    """Replace --out if it exists."""
-
-    def __post_init__(self) -> None:
-        self.root, self.out = Path(self.root), Path(self.out)
-        if not self.root.is_dir():
-            raise LeaderError(f"--root {self.root} is not a folder; point it at the unpacked MIMIC tables")
-        if self.top_meds < 1:
-            raise LeaderError(f"--top-meds must be at least 1, got {self.top_meds}")
-        if self.atc_map is not None and self.ndc_map is None:
-            raise LeaderError("--atc-map needs --ndc-map too (NDC -> RXCUI -> ATC)")
-        self.coding = meds.check_coding(self.coding or ("atc3" if self.atc_map is not None else "name"))
-        if self.atc_map is not None and self.coding != "atc3":
-            raise LeaderError("--atc-map gives ATC-3 labels: drop it or use --coding atc3")
-        if self.drug_atc is not None and (self.coding != "atc3" or self.atc_map is not None):
-            raise LeaderError("--drug-atc codes drug names with --coding atc3 and no --atc-map; drop one of them")
-
-    def inputs(self) -> list[Path | None]:
-        """The paths this run reads (an --overwrite of --out may not touch them)."""
-        return [self.root, self.ndc_map, self.atc_map, self.drug_atc, self.ddi, self.notes]
-
-    def options(self) -> dict:
-        """The resolved options for the manifest (paths as given, no data)."""
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
 @dataclass

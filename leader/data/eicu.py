@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import polars as pl
@@ -54,10 +53,10 @@ import polars as pl
 from leader.cohort import normalize_code
 from leader.data import meds
 from leader.data.assemble import Tables, assemble
+from leader.data.config import EicuConfig
 from leader.data.eicu_notes import int_columns, read_notes
 from leader.data.eicu_treat import drug_words, names_drug
 from leader.data.tables import collect, find_table, log, read_table, scan_table
-from leader.errors import LeaderError
 
 TABLES = (
     "patient",
@@ -74,42 +73,6 @@ PROFILE = ("gender", "age", "ethnicity", "unit_type", "admission_source")
 ICD9 = r"^(?:\d{3}(?:\.\d{1,2})?|V\d{2}(?:\.\d{1,2})?|E\d{3}(?:\.\d)?)$"
 ICD10 = r"^[A-Z]\d{2}(?:\.[0-9A-Z]{1,4})?$"
 _PRIORITY = {"primary": 0, "major": 1, "other": 2}
-
-
-@dataclass
-class EicuConfig:
-    """Options of `leader data eicu`."""
-
-    root: Path
-    """The eICU folder: patient.csv.gz, diagnosis.csv.gz, ... as PhysioNet ships them (.csv or .csv.gz)."""
-    out: Path
-    """Where the prepared dataset goes (must not exist unless overwrite)."""
-    coding: str = "atc3"
-    """atc3 (drug names -> ATC-3 classes through the shipped name map) or name (normalised generic names)."""
-    drug_atc: Path | None = None
-    """A name map (csv: drug,atc_code) used instead of the shipped one."""
-    ddi: Path | None = None
-    """CSV of interacting medication-label pairs (e.g. SafeDrug's ddi_atc3_pairs_safedrug.csv)."""
-    top_meds: int = 300
-    """Keep the N most frequent medication labels (by visits)."""
-    overwrite: bool = False
-    """Replace --out if it exists."""
-
-    def __post_init__(self) -> None:
-        self.root, self.out = Path(self.root), Path(self.out)
-        meds.check_coding(self.coding)
-        if not self.root.is_dir():
-            raise LeaderError(f"--root {self.root} is not a folder; point it at the unpacked eICU tables")
-        if self.top_meds < 1:
-            raise LeaderError(f"--top-meds must be at least 1, got {self.top_meds}")
-
-    def inputs(self) -> list[Path | None]:
-        """The paths this run reads (an --overwrite of --out may not touch them)."""
-        return [self.root, self.drug_atc, self.ddi]
-
-    def options(self) -> dict:
-        """The resolved options for the manifest (paths as given, no data)."""
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
 def short_id(text: str) -> str:

@@ -47,6 +47,8 @@ from leader.errors import LeaderError
 CODINGS = ("atc3", "name")
 VISIT_RULES = ("encounters-with-medication", "inpatient")
 VISIT_REASONS = ("no_start", "not_inpatient", "no_medication", "no_mapped_medication", "no_codes")
+LABEL_CACHE = 1 << 16
+"""Drug names whose labels `MapOptions.labeler` remembers (an export names a few thousand)."""
 
 
 @dataclass
@@ -72,14 +74,15 @@ class MapOptions:
 
     @functools.cached_property
     def labeler(self) -> Callable[[str], tuple[str, ...]]:
-        """Drug name -> medication labels (cached per name)."""
+        """Drug name -> medication labels (cached per name, up to LABEL_CACHE names: `leader serve`
+        keeps one labeler for every request, whose drug names the callers choose)."""
         from leader.data.atc import AtcCoder, normalize_drug_name
 
         if self.coding == "atc3":
             coder = AtcCoder.from_file(self.drug_atc) if self.drug_atc is not None else AtcCoder.default()
-            return functools.cache(coder.atc3)
+            return functools.lru_cache(maxsize=LABEL_CACHE)(coder.atc3)
 
-        @functools.cache
+        @functools.lru_cache(maxsize=LABEL_CACHE)
         def name_label(name: str) -> tuple[str, ...]:
             label = normalize_drug_name(name)
             return (label,) if label else ()

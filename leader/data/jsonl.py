@@ -57,7 +57,6 @@ are titled by the code itself.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from leader.cohort import (
@@ -69,40 +68,12 @@ from leader.cohort import (
     validate_patient,
     write_dataset,
 )
+from leader.data.assemble import top_record_labels
+from leader.data.config import JsonlConfig
 from leader.data.meds import read_ddi_pairs
 from leader.data.tables import log
-from leader.encoding import MIN_PATIENTS
 from leader.errors import LeaderError
 from leader.io import claim_out, read_json
-
-
-@dataclass
-class JsonlConfig:
-    """Options of `leader data jsonl`."""
-
-    input: Path
-    """The export: JSON Lines, one patient per line (.jsonl or .jsonl.gz)."""
-    out: Path
-    """Where the prepared dataset goes."""
-    vocab: Path | None = None
-    """JSON with optional "titles" {code: title} and "medications" [label, ...] (fixes the label list)."""
-    ddi: Path | None = None
-    """CSV of interacting medication-label pairs (header, then two labels per row)."""
-    top_meds: int = 300
-    """Keep the N most frequent medication labels (ignored when --vocab lists the medications)."""
-    min_patients: int = MIN_PATIENTS
-    """A label is kept only when this many distinct patients received it (ignored with a --vocab list)."""
-    overwrite: bool = False
-    """Replace --out if it exists."""
-
-    def __post_init__(self) -> None:
-        self.input, self.out = Path(self.input), Path(self.out)
-        if not self.input.is_file():
-            raise LeaderError(f"--input {self.input} not found; give the cohort JSONL export")
-        if self.top_meds < 1:
-            raise LeaderError(f"--top-meds must be at least 1, got {self.top_meds}")
-        if self.min_patients < 1:
-            raise LeaderError(f"--min-patients must be at least 1, got {self.min_patients}")
 
 
 def _strings(value) -> bool:
@@ -208,8 +179,7 @@ def _fixed_labels(vocab: dict, path) -> list[str] | None:
 
 def run(cfg: JsonlConfig) -> Path:
     """Validate the export at cfg.input and write the prepared dataset to cfg.out."""
-    inputs = [cfg.input, cfg.vocab, cfg.ddi]
-    with claim_out(cfg.out, overwrite=cfg.overwrite, inputs=inputs, marker="manifest.json"):
+    with claim_out(cfg.out, overwrite=cfg.overwrite, inputs=cfg.inputs(), marker="manifest.json"):
         return _prepare(cfg)
 
 
@@ -222,16 +192,8 @@ def _prepare(cfg: JsonlConfig) -> Path:
     patients, drops, malformed = read_export(cfg.input)
     log(f"{cfg.input.name}: {len(patients):,} patients read")
 
-    counts = Counter(m for p in patients for v in p["visits"] for m in v["medications"])
-    receivers = Counter(m for p in patients for m in {m for v in p["visits"] for m in v["medications"]})
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    common = [label for label, _ in ranked if receivers[label] >= cfg.min_patients]
-    medications = fixed if fixed is not None else common[: cfg.top_meds]
-    if not medications:
-        raise LeaderError(
-            f"no medication label is received by {cfg.min_patients} or more patients; "
-            "lower --min-patients (only for data that stays inside the hospital) or export more patients"
-        )
+    top, cut = top_record_labels(patients, cfg.top_meds, cfg.min_patients, required=fixed is None)
+    medications = fixed if fixed is not None else top
     keep = set(medications)
     mentions = sum(len(v["medications"]) for p in patients for v in p["visits"])
     kept_mentions = 0
@@ -257,8 +219,7 @@ def _prepare(cfg: JsonlConfig) -> Path:
     extra = {
         "medication_coding": "as given",
         "top_meds": cfg.top_meds if fixed is None else len(fixed),
-        "medication_labels_before_top": len(ranked),
-        "medication_labels_below_min_patients": len(ranked) - len(common),
+        **cut,
         "drops": {
             "visits": visit_drops,
             "patients": {"no_visit_left": drops["patients_no_visit_left"]},
@@ -273,7 +234,6 @@ def _prepare(cfg: JsonlConfig) -> Path:
         "codes_without_title": sum(1 for c in codes if c not in code_titles),
         "visits_with_note": sum(1 for p in cleaned for v in p["visits"] if v.get("note")),
     }
-    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
     return write_dataset(
         cfg.out,
         cleaned,
@@ -281,7 +241,7 @@ def _prepare(cfg: JsonlConfig) -> Path:
         titles,
         ddi,
         source="jsonl",
-        options=options,
+        options=cfg.options(),
         extra=extra,
         overwrite=cfg.overwrite,
     )

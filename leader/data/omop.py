@@ -29,7 +29,6 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -38,6 +37,7 @@ import polars as pl
 from leader.cohort import PROFILE_FIELDS, code_fits_system, normalize_code
 from leader.data import omop_sql as sql
 from leader.data.assemble import Tables, assemble
+from leader.data.config import OmopConfig
 from leader.data.meds import read_ddi_pairs, unmapped_top
 from leader.data.omop_db import Database
 from leader.data.tables import log
@@ -53,58 +53,6 @@ SYSTEMS = {
     "CPT4": "CPT",
 }
 """OMOP vocabulary_id -> code system of the cohort; other vocabularies keep their id, upper-cased."""
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-
-
-@dataclass
-class OmopConfig:
-    """Options of `leader data omop`."""
-
-    db: str
-    """A DuckDB file (path or duckdb:///path; opened read-only) or a SQLAlchemy URL (postgresql://...)."""
-    out: Path
-    """Where the prepared dataset goes."""
-    schema: str | None = None
-    """The schema holding the CDM tables; default the connection's current schema (DuckDB: main,
-    PostgreSQL: public)."""
-    coding: str = "atc3"
-    """Medication labels: atc3 (the vocabulary's ATC classes, else ingredient names through the ATC
-    name map) or name (normalised ingredient names)."""
-    drug_atc: Path | None = None
-    """A drug name -> ATC map (csv: drug,atc_code) replacing the shipped one (atc3 coding only)."""
-    top_meds: int = 300
-    """Keep the N most frequent medication labels (by visits)."""
-    ddi: Path | None = None
-    """CSV of interacting medication-label pairs (e.g. ddi_atc3_pairs_safedrug.csv)."""
-    dangling_visits: str = "drop"
-    """What to do with a visit_occurrence_id that events carry but visit_occurrence lacks: drop
-    (CDM rule: such events are placed by date in a recorded visit, else dropped) or keep (each
-    such id becomes a visit dated by its earliest event; for ETLs that kept only some visit rows)."""
-    overwrite: bool = False
-    """Replace --out if it exists."""
-
-    def __post_init__(self) -> None:
-        self.out = Path(self.out)
-        if self.coding not in ("atc3", "name"):
-            raise LeaderError(f"--coding must be atc3 or name, got '{self.coding}'")
-        if self.drug_atc is not None and self.coding != "atc3":
-            raise LeaderError("--drug-atc maps names to ATC: use it with --coding atc3, or leave it out")
-        if self.top_meds < 1:
-            raise LeaderError(f"--top-meds must be at least 1, got {self.top_meds}")
-        if self.schema is not None and not _IDENTIFIER.fullmatch(self.schema):
-            raise LeaderError(f"--schema '{self.schema}' is not a plain schema name (letters, digits, _)")
-        if self.dangling_visits not in ("drop", "keep"):
-            raise LeaderError(f"--dangling-visits must be drop or keep, got '{self.dangling_visits}'")
-
-    def inputs(self) -> list[Path | None]:
-        """The files this run reads (an --overwrite of --out may not touch them)."""
-        local = Database.local_path(self.db)
-        return [local, self.drug_atc, self.ddi]
-
-    def options(self) -> dict:
-        """The resolved options for the manifest (a URL's password hidden)."""
-        options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
-        return options | {"db": Database.redact(self.db)}
 
 
 def run(cfg: OmopConfig) -> Path:
