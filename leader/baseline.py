@@ -286,9 +286,11 @@ def standings(rows: list[tuple[str, dict, dict]], split: str = "test") -> list[s
         where = None if record.get("kind") == "baseline" else standing(metrics, bar, split)
         if where is not None:
             lines.append(f"- {name}: {where[0]:+.1f} std, {words[where[1]]}")
-    bar_cell = _test_jaccard(bar, split)
-    head = f"Against the {STRONGEST} ({bar_name.removesuffix(' · ' + STRONGEST)}, {split} Jaccard {bar_cell[0]:.4f} ± {bar_cell[1]:.4f}):"
-    return [head] + lines if lines else []
+    if not lines:  # no model row, or no metrics of this split to compare
+        return []
+    mean, std = _test_jaccard(bar, split)
+    name = bar_name.removesuffix(" · " + STRONGEST)
+    return [f"Against the {STRONGEST} ({name}, {split} Jaccard {mean:.4f} ± {std:.4f}):"] + lines
 
 
 def _config_json(cfg: BaselineConfig) -> dict:
