@@ -27,16 +27,19 @@ from leader.errors import LeaderError
 from leader.safejson import loads
 
 from .config import BenchConfig
-from .runtime import INPUTS, OUTPUT, Recommender, open_session
+from .runtime import INPUTS, OUTPUT, Recommender, balanced_groups, open_session
 
 BATCH = 256
 TARGETS = {
-    "batch1_p50_ms": ("<=", 0.3),
+    "batch1_p50_ms": ("<=", 0.2),
+    "recommend_batch1_p50_ms": ("<=", 0.3),
     "batch256_visits_per_s": (">=", 20_000),
+    "onnx_over_torch": (">=", 1.3),
     "int8_size_ratio": ("<=", 1 / 3),
-    "teacher_student_ratio": (">=", 1_000),
     "runtime_peak_rss_mb": ("<", 150),
 }
+"""The performance issue's targets (the teacher/student ratio target was retired: a faster teacher
+lowers it; the ratio is still reported)."""
 
 
 def _pool(cfg: BenchConfig, recommender: Recommender):
@@ -102,51 +105,46 @@ def _latencies(fn, singles: list, calls: int) -> dict:
     }
 
 
-def _throughput(fn, chunks: list[list[dict]], calls: int, name: str) -> dict:
-    """Visits per second over `calls` chunks of 256 samples (a chunk is one or more arrays): the
-    median of the per-chunk rates, so a burst of other work on the machine does not set the figure."""
-    for arrays in chunks[0]:
-        fn(arrays)
+def _throughput(run_chunk, chunks: list[list[dict]], calls: int, name: str) -> dict:
+    """Visits per second over `calls` chunks of 256 samples (a chunk is one or more arrays, all
+    given to `run_chunk`): the median of the per-chunk rates, so a burst of other work on the
+    machine does not set the figure."""
+    run_chunk(chunks[0])
     rates = []
     for i in range(calls):
         chunk = chunks[i % len(chunks)]
         start = time.perf_counter()
-        for arrays in chunk:
-            fn(arrays)
+        run_chunk(chunk)
         rates.append(sum(len(a["visit_mask"]) for a in chunk) / (time.perf_counter() - start))
     return {f"batch256_{name}_visits_per_s": float(np.median(rates))}
 
 
 def _chunks(encoder, samples) -> dict[str, list[list[dict]]]:
     """Chunks of 256 samples encoded two ways: ``padded`` (one array set, padded to the longest
-    history) and ``grouped`` (one per history length, as `Recommender.predict` runs them)."""
+    history) and ``grouped`` (per history length, in pieces for two threads, as
+    `Recommender.predict` runs them with ``threads=2``)."""
     padded, grouped = [], []
     for start in range(0, len(samples), BATCH):
         chunk = samples[start : start + BATCH]
         padded.append([encoder.encode_samples(chunk)])
-        groups: dict[int, list] = {}
-        for s in chunk:
-            groups.setdefault(min(len(s.visits), encoder.max_visits), []).append(s)
-        grouped.append([encoder.encode_samples(g) for g in groups.values()])
+        pieces = balanced_groups([len(s.visits) for s in chunk], 2, encoder.max_visits)
+        grouped.append([encoder.encode_samples([chunk[i] for i in rows]) for rows in pieces])
     return {"padded": padded, "grouped": grouped}
 
 
 def _onnx_engine(path: Path, singles, chunks, cfg: BenchConfig) -> dict:
-    """The bare model call, in a session opened as the `Recommender` opens it, fed the inputs the
-    file itself declares (a format-1 file reads no ``notes``)."""
+    """The bare model call as the `Recommender` makes it, fed the inputs the file itself declares
+    (a format-1 file reads no ``notes``): batch 1 on one thread, batches on two (the pieces of a
+    chunk side by side, `Recommender.predict_many`)."""
     out = {"file": str(path), "bytes": path.stat().st_size}
-    for threads in (1, 2):
-        session = open_session(path, threads)
-        names = [i.name for i in session.get_inputs()]
-
-        def fn(arrays, session=session, names=names):
-            return session.run([OUTPUT], {k: arrays[k] for k in names})
-
-        if threads == 1:
-            out.update(_latencies(fn, singles, cfg.latency_calls))
-        else:
-            for name, chunk_list in chunks.items():
-                out.update(_throughput(fn, chunk_list, cfg.batch_calls, name))
+    session = open_session(path, 1)
+    names = [i.name for i in session.get_inputs()]
+    out.update(
+        _latencies(lambda arrays: session.run([OUTPUT], {k: arrays[k] for k in names}), singles, cfg.latency_calls)
+    )
+    two = Recommender(path, threads=2)
+    for name, chunk_list in chunks.items():
+        out.update(_throughput(two.predict_many, chunk_list, cfg.batch_calls, name))
     return out
 
 
@@ -167,7 +165,7 @@ def _torch_engine(student: Path, singles, chunks, cfg: BenchConfig) -> dict:
         out = _latencies(fn, singles, max(200, cfg.latency_calls // 4))
         torch.set_num_threads(2)
         for name, chunk_list in chunks.items():
-            out.update(_throughput(fn, chunk_list, cfg.batch_calls, name))
+            out.update(_throughput(lambda chunk: [fn(a) for a in chunk], chunk_list, cfg.batch_calls, name))
     finally:
         torch.set_num_threads(before)
     out["parameters"] = sum(p.numel() for p in model.parameters())
@@ -261,9 +259,12 @@ def _judge(report: dict) -> dict:
     fp32 = report["engines"]["onnx_fp32"]
     values = {
         "batch1_p50_ms": fp32["batch1_p50_ms"],
+        "recommend_batch1_p50_ms": report["end_to_end"]["batch1_p50_ms"],
         "batch256_visits_per_s": fp32["batch256_grouped_visits_per_s"],
+        "onnx_over_torch": fp32["batch256_grouped_visits_per_s"] / torch["batch256_grouped_visits_per_s"]
+        if (torch := report["engines"].get("torch"))
+        else None,
         "int8_size_ratio": report["files"].get("int8_size_ratio"),
-        "teacher_student_ratio": report["teacher"].get("teacher_student_ratio"),
         "runtime_peak_rss_mb": report["runtime_process"]["peak_rss_mb"],
     }
     out = {}

@@ -14,6 +14,7 @@ Every loader (MIMIC-III, MIMIC-IV, a hospital's JSONL, the synthetic generator) 
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import io
 import json
@@ -98,6 +99,13 @@ def normalize_code(code: str) -> str:
     """
     if not isinstance(code, str):
         raise LeaderError(f"code {code!r} is not a string; {CODE_RULE}")
+    return _normalize_text(code)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _normalize_text(code: str) -> str:
+    """`normalize_code` of a string, remembered: a cohort or a stream of served patients repeats
+    a few thousand codes (a bounded cache; errors are not kept)."""
     if _CONTROL.search(code):
         raise LeaderError(f"code {code!r} holds a control character (e.g. NUL); remove it from the export")
     system, sep, value = code.partition(":")

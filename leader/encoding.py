@@ -70,7 +70,7 @@ def note_tokens(note: dict | None) -> list[str]:
     are different tokens. The one note tokenizer of the baseline, the student and the runtime."""
     if not note:
         return []
-    words = (f"{section}:{w}" for section in NOTE_ORDER for w in _WORD.findall(str(note.get(section) or "").lower()))
+    words = [f"{section}:{w}" for section in NOTE_ORDER for w in _WORD.findall(str(note.get(section) or "").lower())]
     return list(dict.fromkeys(words))
 
 

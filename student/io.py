@@ -38,8 +38,9 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
         save_file(state, str(tmp), metadata={"format": "pt"})
 
 
-def load_weights(model: torch.nn.Module, path: Path) -> None:
-    """Load safetensors weights into `model`; a missing, corrupt or mismatched file is a LeaderError."""
+def load_weights(model: Student, path: Path) -> None:
+    """Load safetensors weights into the student `model` (pad rows zeroed); a missing, corrupt or
+    mismatched file is a LeaderError."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -53,6 +54,7 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
         model.load_state_dict(state, strict=True)
     except RuntimeError:
         raise LeaderError(f"{path} does not match the model in config.json; re-run `leader distill`") from None
+    model.zero_pad_rows()  # a masked pad row never counted; the mask-free sums need it zero
 
 
 def load_student(folder: str | Path) -> tuple[Student, Encoder, dict]:

@@ -29,6 +29,11 @@ import torch
 from torch import nn
 
 FF_MULT = 2  # transformer feed-forward width = FF_MULT * dim: the sets are short, more buys nothing
+PAD_ROW = 0
+"""Id of padding in every vocabulary. Its embedding rows are zero: `nn.Embedding(padding_idx=PAD_ROW)`
+starts them at zero and never updates them (zero gradient, and Adam's weight decay keeps zero at
+zero), so sums over padded ids need no mask (one multiply over [B, T, width] fewer per bag in the
+exported graph); `zero_pad_rows` restores it on load, whatever a checkpoint holds."""
 
 
 @dataclass
@@ -92,6 +97,36 @@ def _transformer(cfg: StudentConfig, width: int) -> nn.TransformerEncoder:
     return nn.TransformerEncoder(layer, num_layers=1, enable_nested_tensor=False)
 
 
+MASKED = 1e9
+"""Subtracted from the attention scores of padding: exp(-1e9 + score) is 0 in float32, as
+exp(-inf) is, so the result equals `nn.MultiheadAttention`'s -inf mask (no row is all padding)."""
+
+
+def encode_layer(encoder: nn.TransformerEncoder, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """`encoder(x, src_key_padding_mask=keep == 0)` for x [N, L, w] and keep [N, L] (1.0 = real,
+    0.0 = padding).
+
+    In training, the module itself (its dropouts). In eval, the same arithmetic written batch-first
+    (post-norm, ReLU, one layer, the module's own weights): `nn.MultiheadAttention` exports through
+    a sequence-first layout and a boolean mask expanded to -inf, about 85 ONNX nodes a layer, most
+    of them reshapes, transposes and shape arithmetic that cost onnxruntime more than the products
+    at batch 1; this form exports to about 45 (ARCHITECTURE.md, "The exported graph")."""
+    if encoder.training:
+        return encoder(x, src_key_padding_mask=keep == 0)
+    layer = encoder.layers[0]
+    attention = layer.self_attn
+    n, length, width = x.shape
+    heads = attention.num_heads
+    qkv = nn.functional.linear(x, attention.in_proj_weight, attention.in_proj_bias)
+    qkv = qkv.reshape(n, length, 3 * heads, width // heads).transpose(1, 2)  # [N, 3h, L, w/h]
+    q, k, v = qkv[:, :heads], qkv[:, heads : 2 * heads], qkv[:, 2 * heads :]
+    bias = ((keep - 1.0) * MASKED)[:, None, None, :]  # 0 for a real key, -1e9 for padding
+    scores = (q * (width // heads) ** -0.5) @ k.transpose(-2, -1) + bias
+    mixed = (scores.softmax(-1) @ v).transpose(1, 2).reshape(n, length, width)
+    x = layer.norm1(x + attention.out_proj(mixed))
+    return layer.norm2(x + layer.linear2(layer.activation(layer.linear1(x))))
+
+
 class SetEncoder(nn.Module):
     """A set of code ids [N, C] -> one vector [N, d]: a learned [SET] token + the codes' embeddings,
     one transformer layer (padding masked), then the mean over the [SET] token and the real codes.
@@ -99,17 +134,16 @@ class SetEncoder(nn.Module):
 
     def __init__(self, cfg: StudentConfig, vocab_size: int):
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, cfg.dim, padding_idx=0)
+        self.embedding = nn.Embedding(vocab_size, cfg.dim, padding_idx=PAD_ROW)
         self.start = nn.Parameter(torch.randn(1, 1, cfg.dim) * 0.02)
         self.encoder = _transformer(cfg, cfg.dim)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         n = ids.shape[0]
         x = torch.cat([self.start.expand(n, 1, -1), self.embedding(ids)], dim=1)
-        pad = torch.cat([torch.zeros_like(ids[:, :1], dtype=torch.bool), ids == 0], dim=1)
-        y = self.encoder(x, src_key_padding_mask=pad)
-        keep = (~pad).unsqueeze(-1).to(y.dtype)
-        return (y * keep).sum(1) / keep.sum(1)
+        keep = (nn.functional.pad(ids, (1, 0), value=1) != PAD_ROW).to(x.dtype)  # the [SET] slot is real
+        y = encode_layer(self.encoder, x, keep)
+        return (y * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True)
 
 
 class ProfileEncoder(nn.Module):
@@ -118,14 +152,14 @@ class ProfileEncoder(nn.Module):
 
     def __init__(self, cfg: StudentConfig):
         super().__init__()
-        self.embedding = nn.Embedding(cfg.n_profile, cfg.dim, padding_idx=0)
+        self.embedding = nn.Embedding(cfg.n_profile, cfg.dim, padding_idx=PAD_ROW)
         self.start = nn.Parameter(torch.randn(1, cfg.dim) * 0.02)
         self.mlp = nn.Sequential(nn.Linear(cfg.dim, cfg.dim), nn.ReLU(), nn.Linear(cfg.dim, cfg.dim))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        keep = (ids > 0).unsqueeze(-1).to(self.start.dtype)
-        total = (self.embedding(ids) * keep).sum(1) + self.start
-        return self.mlp(total / (keep.sum(1) + 1.0))
+        count = (ids > 0).sum(1, keepdim=True).to(self.start.dtype)
+        total = self.embedding(ids).sum(1) + self.start  # the pad row is zero: no mask needed (PAD_ROW)
+        return self.mlp(total / (count + 1.0))
 
 
 class NoteEncoder(nn.Module):
@@ -144,15 +178,16 @@ class NoteEncoder(nn.Module):
 
     def __init__(self, cfg: StudentConfig, width: int):
         super().__init__()
-        self.embedding = nn.Embedding(cfg.n_notes, cfg.dim, padding_idx=0)
+        self.embedding = nn.Embedding(cfg.n_notes, cfg.dim, padding_idx=PAD_ROW)
         self.linear = nn.Linear(cfg.dim, width)
-        self.words = nn.Embedding(cfg.n_notes, cfg.n_labels, padding_idx=0)
+        self.words = nn.Embedding(cfg.n_notes, cfg.n_labels, padding_idx=PAD_ROW)
         nn.init.zeros_(self.words.weight)
 
     def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        keep = (ids > 0).unsqueeze(-1).to(self.embedding.weight.dtype)
-        vector = self.linear((self.embedding(ids) * keep).sum(1) / keep.sum(1).clamp(min=1.0).sqrt())
-        return vector, (self.words(ids) * keep).sum(1)
+        count = (ids > 0).sum(1, keepdim=True).to(self.embedding.weight.dtype)
+        # the pad rows are zero (PAD_ROW), so the sums need no mask: [B, T, n_labels] is not multiplied
+        vector = self.linear(self.embedding(ids).sum(1) / count.clamp(min=1.0).sqrt())
+        return vector, self.words(ids).sum(1)
 
 
 def current_visit(visit_mask: torch.Tensor) -> torch.Tensor:
@@ -175,13 +210,12 @@ class VisitEncoder(nn.Module):
         self.encoder = _transformer(cfg, width)
 
     def forward(self, x: torch.Tensor, visit_mask: torch.Tensor) -> torch.Tensor:
-        real = visit_mask > 0
         # slot 0 is always kept as a key so no attention row is fully masked, even for a padded row
-        real = torch.cat([torch.ones_like(real[:, :1]), real[:, 1:]], dim=1)
-        n = real.sum(1, keepdim=True)
+        keep = nn.functional.pad((visit_mask[:, 1:] > 0).to(x.dtype), (1, 0), value=1.0)
+        n = keep.sum(1, keepdim=True).long()
         slots = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
         position = (n - 1 - slots).clamp(0, self.max_visits - 1)
-        y = self.encoder(x + self.position(position), src_key_padding_mask=~real)
+        y = encode_layer(self.encoder, x + self.position(position), keep)
         current = (n - 1).unsqueeze(-1).expand(-1, 1, y.shape[-1])
         return y.gather(1, current).squeeze(1)
 
@@ -206,6 +240,13 @@ class Student(nn.Module):
         self.kd_proj = _projection(cfg) if cfg.teacher_hidden > 0 else None
         # label index -> medication input-vocabulary id (set by `set_label_map`; 1 = unknown)
         self.register_buffer("label_to_med", torch.ones(cfg.n_labels, dtype=torch.long))
+
+    def zero_pad_rows(self) -> None:
+        """Set the `PAD_ROW` row of every embedding table to zero (the masks-free sums rely on it)."""
+        with torch.no_grad():
+            for module in self.modules():
+                if isinstance(module, nn.Embedding) and module.padding_idx == PAD_ROW:
+                    module.weight[PAD_ROW].zero_()
 
     def set_label_map(self, med_ids) -> None:
         """Tell the model which input medication id each output label is (for the alignment loss)."""

@@ -12,7 +12,7 @@ import pytest
 
 from leader.errors import LeaderError
 from leader.export.onnx_export import set_metadata, torch_probs
-from leader.export.runtime import FORMAT_VERSION, PREFIX, Recommender
+from leader.export.runtime import FORMAT_VERSION, PREFIX, Recommender, balanced_groups
 from tests.conftest import hand_patients, rule_patients
 
 
@@ -90,6 +90,25 @@ def test_current_visit_medications_are_ignored_and_batching_does_not_matter(expo
     changed["visits"][-1]["medications"] = ["J01C", "XXXX"]
     assert rec.recommend([changed])[0].ranked == alone[0].ranked
     assert "XXXX" not in rec.recommend([changed])[0].unknown_codes
+
+
+def test_balanced_groups_cut_each_history_length_into_pieces_for_the_threads():
+    lengths = [1, 1, 1, 1, 1, 1, 2, 2, 9, 12]  # 12 and 9 are capped at max_visits 8: one group
+    assert balanced_groups(lengths, 1, 8) == [[8, 9], [0, 1, 2, 3, 4, 5], [6, 7]]  # a piece per length
+    pieces = balanced_groups(lengths, 2, 8)
+    assert sorted(i for rows in pieces for i in rows) == list(range(10))  # every row once
+    assert max(len(rows) for rows in pieces) == 5  # ceil(10 / 2)
+    assert pieces == [[8, 9], [0, 1, 2, 3, 4], [6, 7], [5]]  # rows x visits: 16, 5, 4, 1
+    for rows in pieces:
+        assert len({min(lengths[i], 8) for i in rows}) == 1
+
+
+def test_threads_run_pieces_side_by_side_with_the_same_probabilities(exported):
+    patients = rule_patients(40, seed=7)
+    one, two = Recommender(exported, threads=1), Recommender(exported, threads=2)
+    assert two.session.get_session_options().intra_op_num_threads == 1  # the pieces use the threads
+    np.testing.assert_array_equal(one.predict(patients), two.predict(patients))
+    assert [r.recommended for r in one.recommend(patients)] == [r.recommended for r in two.recommend(patients)]
 
 
 def test_truncation_to_the_model_limits_is_reported(exported):

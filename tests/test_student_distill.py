@@ -181,4 +181,4 @@ def test_per_med_thresholds(rule_dataset_path, tmp_path):
     assert len(record["thresholds"]) == len(record["medications"])
     assert np.all(np.asarray(record["thresholds"]) > 0)
     with pytest.raises(LeaderError, match="not found"):
-        load_weights(torch.nn.Linear(1, 1), tmp_path / "none.safetensors")
+        load_weights(torch.nn.Linear(1, 1), tmp_path / "none.safetensors")  # type: ignore[arg-type]

@@ -128,3 +128,28 @@ def test_parameter_count_of_default_size():
     for vocab in ("n_diagnoses", "n_procedures", "n_medications", "n_profile"):
         assert count(**{vocab: sizes[vocab] + 10}) - n == 10 * cfg.dim, vocab
     assert count(n_labels=160) - n == 10 * (cfg.hidden + 1)
+
+
+@pytest.mark.parametrize("width,heads", [(16, 2), (48, 4)])
+def test_the_exported_layer_equals_the_torch_module(width, heads):
+    """`encode_layer` in eval (what ONNX holds) computes what `nn.TransformerEncoder` computes."""
+    from leader.student.model import FF_MULT, encode_layer
+
+    torch.manual_seed(1)
+    layer = torch.nn.TransformerEncoderLayer(width, heads, FF_MULT * width, 0.1, batch_first=True)
+    encoder = torch.nn.TransformerEncoder(layer, num_layers=1, enable_nested_tensor=False).eval()
+    x = torch.randn(5, 7, width)
+    keep = torch.ones(5, 7)
+    keep[0, 3:] = 0  # padding at the end, in the middle, and none
+    keep[1, 1:6] = 0
+    keep[3, 4] = 0
+    want = encoder(x, src_key_padding_mask=keep == 0)
+    torch.testing.assert_close(encode_layer(encoder, x, keep), want, atol=1e-5, rtol=1e-5)
+    changed = x.clone()
+    changed[0, 5] = 100.0  # a padded key changes nothing real
+    torch.testing.assert_close(encode_layer(encoder, changed, keep)[0, :3], want[0, :3], atol=1e-5, rtol=1e-5)
+    encoder.train()  # training runs the module itself, with its dropouts
+    torch.manual_seed(2)
+    a = encode_layer(encoder, x, keep)
+    torch.manual_seed(2)
+    torch.testing.assert_close(a, encoder(x, src_key_padding_mask=keep == 0))
