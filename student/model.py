@@ -104,15 +104,19 @@ exp(-inf) is, so the result equals `nn.MultiheadAttention`'s -inf mask (no row i
 
 def encode_layer(encoder: nn.TransformerEncoder, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """`encoder(x, src_key_padding_mask=keep == 0)` for x [N, L, w] and keep [N, L] (1.0 = real,
-    0.0 = padding).
+    0.0 = padding): the module itself (its dropouts in training, torch's fused kernel in eval),
+    except while exporting to ONNX, where `export_layer` writes the same arithmetic."""
+    if torch.compiler.is_exporting() and not encoder.training:
+        return export_layer(encoder, x, keep)
+    return encoder(x, src_key_padding_mask=keep == 0)
 
-    In training, the module itself (its dropouts). In eval, the same arithmetic written batch-first
-    (post-norm, ReLU, one layer, the module's own weights): `nn.MultiheadAttention` exports through
-    a sequence-first layout and a boolean mask expanded to -inf, about 85 ONNX nodes a layer, most
-    of them reshapes, transposes and shape arithmetic that cost onnxruntime more than the products
-    at batch 1; this form exports to about 45 (ARCHITECTURE.md, "The exported graph")."""
-    if encoder.training:
-        return encoder(x, src_key_padding_mask=keep == 0)
+
+def export_layer(encoder: nn.TransformerEncoder, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The eval arithmetic of a one-layer `nn.TransformerEncoder` (post-norm, ReLU, the module's
+    own weights), written batch-first for a small ONNX graph: `nn.MultiheadAttention` exports
+    through a sequence-first layout and a boolean mask expanded to -inf, about 85 nodes a layer,
+    most of them reshapes, transposes and shape arithmetic that cost onnxruntime more than the
+    products at batch 1; this form exports to about 45 (ARCHITECTURE.md, "The exported graph")."""
     layer = encoder.layers[0]
     attention = layer.self_attn
     n, length, width = x.shape

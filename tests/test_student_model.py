@@ -132,8 +132,9 @@ def test_parameter_count_of_default_size():
 
 @pytest.mark.parametrize("width,heads", [(16, 2), (48, 4)])
 def test_the_exported_layer_equals_the_torch_module(width, heads):
-    """`encode_layer` in eval (what ONNX holds) computes what `nn.TransformerEncoder` computes."""
-    from leader.student.model import FF_MULT, encode_layer
+    """`export_layer` (what the ONNX file holds) computes what `nn.TransformerEncoder` computes in
+    eval; `encode_layer` runs the module itself outside an export."""
+    from leader.student.model import FF_MULT, encode_layer, export_layer
 
     torch.manual_seed(1)
     layer = torch.nn.TransformerEncoderLayer(width, heads, FF_MULT * width, 0.1, batch_first=True)
@@ -144,10 +145,11 @@ def test_the_exported_layer_equals_the_torch_module(width, heads):
     keep[1, 1:6] = 0
     keep[3, 4] = 0
     want = encoder(x, src_key_padding_mask=keep == 0)
-    torch.testing.assert_close(encode_layer(encoder, x, keep), want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(export_layer(encoder, x, keep), want, atol=1e-5, rtol=1e-5)
     changed = x.clone()
     changed[0, 5] = 100.0  # a padded key changes nothing real
-    torch.testing.assert_close(encode_layer(encoder, changed, keep)[0, :3], want[0, :3], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(export_layer(encoder, changed, keep)[0, :3], want[0, :3], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(encode_layer(encoder, x, keep), want)
     encoder.train()  # training runs the module itself, with its dropouts
     torch.manual_seed(2)
     a = encode_layer(encoder, x, keep)
