@@ -3,7 +3,7 @@
 
 They live apart from their stages so the CLI can read their defaults and help
 (`leader.cli.options`) without importing the stages: this module imports only the standard
-library, `leader.errors` and `leader.encoding` (numpy, for `MIN_PATIENTS`). Each stage module
+library, `leader.errors` and `leader.limits`. Each stage module
 re-exports its config (`leader.baseline.BaselineConfig`, `leader.report.ReportConfig`, ...).
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from leader.encoding import MIN_PATIENTS
 from leader.errors import LeaderError
+from leader.limits import MIN_PATIENTS
 
 METHODS = ("frequency", "logistic")
 HISTORY = ("previous", "all", "auto")

@@ -24,21 +24,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from leader.limits import MIN_PATIENTS
+
 PAD, UNK = 0, 1
 CODE_TYPES = ("diagnoses", "procedures", "medications")
-MIN_PATIENTS = 5
-"""Default k of the vocabulary rule: a token (code, medication, profile value) enters a vocabulary
-only when at least k distinct training patients carry it, so nothing that singles out a patient
-(a name typed into a profile field, a record number in a code column) reaches a model file.
-k = 5 follows common k-anonymity practice for released aggregates."""
 INPUTS = ("diagnoses", "procedures", "medications", "profile", "visit_mask", "notes")
 """The model's input names, in order: the keys of `Encoder.encode` and the ONNX graph's inputs.
 Models exported before the note encoder (format 1) take the first five."""
 NOTE_ORDER = ("allergies", "medications_on_admission", "past_medical_history", "history_of_present_illness")
 """`leader.cohort.NOTE_SECTIONS` in the order their words are read: the short sections that name
 drugs first, the long narrative last, so a cut at ``max_note_tokens`` drops narrative words."""
-MAX_NOTE_TOKENS = 256
-"""Default cap on the note ids of one visit (the synthetic cohort's notes have at most 96 known words)."""
 _WORD = re.compile(r"[a-z][a-z0-9]*")
 OTHER = "OTHER"
 """The closed category of a profile field: a value kept out of the vocabulary reads as ``FIELD=OTHER``."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from leader.encoding import MAX_NOTE_TOKENS, MIN_PATIENTS
 from leader.errors import LeaderError
+from leader.limits import MAX_NOTE_TOKENS, MIN_PATIENTS
 
 
 @dataclass

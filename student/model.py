@@ -28,12 +28,9 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
+from leader.encoding import PAD
+
 FF_MULT = 2  # transformer feed-forward width = FF_MULT * dim: the sets are short, more buys nothing
-PAD_ROW = 0
-"""Id of padding in every vocabulary. Its embedding rows are zero: `nn.Embedding(padding_idx=PAD_ROW)`
-starts them at zero and never updates them (zero gradient, and Adam's weight decay keeps zero at
-zero), so sums over padded ids need no mask (one multiply over [B, T, width] fewer per bag in the
-exported graph); `zero_pad_rows` restores it on load, whatever a checkpoint holds."""
 
 
 @dataclass
@@ -138,14 +135,14 @@ class SetEncoder(nn.Module):
 
     def __init__(self, cfg: StudentConfig, vocab_size: int):
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, cfg.dim, padding_idx=PAD_ROW)
+        self.embedding = nn.Embedding(vocab_size, cfg.dim, padding_idx=PAD)
         self.start = nn.Parameter(torch.randn(1, 1, cfg.dim) * 0.02)
         self.encoder = _transformer(cfg, cfg.dim)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         n = ids.shape[0]
         x = torch.cat([self.start.expand(n, 1, -1), self.embedding(ids)], dim=1)
-        keep = (nn.functional.pad(ids, (1, 0), value=1) != PAD_ROW).to(x.dtype)  # the [SET] slot is real
+        keep = (nn.functional.pad(ids, (1, 0), value=1) != PAD).to(x.dtype)  # the [SET] slot is real
         y = encode_layer(self.encoder, x, keep)
         return (y * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True)
 
@@ -156,13 +153,13 @@ class ProfileEncoder(nn.Module):
 
     def __init__(self, cfg: StudentConfig):
         super().__init__()
-        self.embedding = nn.Embedding(cfg.n_profile, cfg.dim, padding_idx=PAD_ROW)
+        self.embedding = nn.Embedding(cfg.n_profile, cfg.dim, padding_idx=PAD)
         self.start = nn.Parameter(torch.randn(1, cfg.dim) * 0.02)
         self.mlp = nn.Sequential(nn.Linear(cfg.dim, cfg.dim), nn.ReLU(), nn.Linear(cfg.dim, cfg.dim))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         count = (ids > 0).sum(1, keepdim=True).to(self.start.dtype)
-        total = self.embedding(ids).sum(1) + self.start  # the pad row is zero: no mask needed (PAD_ROW)
+        total = self.embedding(ids).sum(1) + self.start  # the pad row is zero: no mask (zero_pad_rows)
         return self.mlp(total / (count + 1.0))
 
 
@@ -182,14 +179,14 @@ class NoteEncoder(nn.Module):
 
     def __init__(self, cfg: StudentConfig, width: int):
         super().__init__()
-        self.embedding = nn.Embedding(cfg.n_notes, cfg.dim, padding_idx=PAD_ROW)
+        self.embedding = nn.Embedding(cfg.n_notes, cfg.dim, padding_idx=PAD)
         self.linear = nn.Linear(cfg.dim, width)
-        self.words = nn.Embedding(cfg.n_notes, cfg.n_labels, padding_idx=PAD_ROW)
+        self.words = nn.Embedding(cfg.n_notes, cfg.n_labels, padding_idx=PAD)
         nn.init.zeros_(self.words.weight)
 
     def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         count = (ids > 0).sum(1, keepdim=True).to(self.embedding.weight.dtype)
-        # the pad rows are zero (PAD_ROW), so the sums need no mask: [B, T, n_labels] is not multiplied
+        # the pad rows are zero (zero_pad_rows), so the sums need no mask
         vector = self.linear(self.embedding(ids).sum(1) / count.clamp(min=1.0).sqrt())
         return vector, self.words(ids).sum(1)
 
@@ -246,11 +243,15 @@ class Student(nn.Module):
         self.register_buffer("label_to_med", torch.ones(cfg.n_labels, dtype=torch.long))
 
     def zero_pad_rows(self) -> None:
-        """Set the `PAD_ROW` row of every embedding table to zero (the masks-free sums rely on it)."""
+        """Set the `PAD` row of every embedding table to zero. The bags of note and profile ids sum
+        without a mask (one multiply over [B, T, width] fewer each in the exported graph) because
+        these rows are zero: `nn.Embedding(padding_idx=PAD)` starts them at zero and never updates
+        them (zero gradient, and Adam's weight decay keeps zero at zero); `load_weights` calls this,
+        so a checkpoint whose pad rows are not zero reads as it did with masks."""
         with torch.no_grad():
             for module in self.modules():
-                if isinstance(module, nn.Embedding) and module.padding_idx == PAD_ROW:
-                    module.weight[PAD_ROW].zero_()
+                if isinstance(module, nn.Embedding) and module.padding_idx == PAD:
+                    module.weight[PAD].zero_()
 
     def set_label_map(self, med_ids) -> None:
         """Tell the model which input medication id each output label is (for the alignment loss)."""

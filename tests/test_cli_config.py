@@ -245,7 +245,7 @@ def test_cli_imports_no_heavy_library():
     """`leader --help` reads every config: none of them may pull in a stage's heavy imports."""
     code = (
         "import sys, leader.cli\n"
-        "heavy = ('torch', 'transformers', 'onnx', 'onnxruntime', 'polars', 'fastapi', 'uvicorn', 'duckdb')\n"
+        "heavy = ('torch', 'transformers', 'onnx', 'onnxruntime', 'polars', 'fastapi', 'uvicorn', 'duckdb', 'numpy')\n"
         "print(','.join(sorted(m for m in heavy if m in sys.modules)))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)

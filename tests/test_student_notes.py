@@ -106,8 +106,8 @@ def test_pad_rows_stay_zero_in_training_and_are_zeroed_on_load(setup, tmp_path):
     """The note and profile bags sum without a mask: they rely on the pad rows being zero."""
     from safetensors.torch import save_file
 
+    from leader.encoding import PAD
     from leader.student.io import load_weights
-    from leader.student.model import PAD_ROW
 
     samples, encoder, model = setup
     torch.nn.init.normal_(model.note_encoder.words.weight)  # as after training: words carry weight
@@ -119,13 +119,13 @@ def test_pad_rows_stay_zero_in_training_and_are_zeroed_on_load(setup, tmp_path):
         optimizer.zero_grad()
         model(*arrays).square().mean().backward()
         optimizer.step()
-    tables = [m for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.padding_idx == PAD_ROW]
-    assert len(tables) == 6 and all(t.weight[PAD_ROW].abs().max() == 0 for t in tables)
+    tables = [m for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.padding_idx == PAD]
+    assert len(tables) == 6 and all(t.weight[PAD].abs().max() == 0 for t in tables)
     model.eval()
     want = model(*arrays).detach()
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    state["note_encoder.words.weight"][PAD_ROW] = 5.0  # a checkpoint whose pad row is not zero
-    state["profile_encoder.embedding.weight"][PAD_ROW] = 5.0
+    state["note_encoder.words.weight"][PAD] = 5.0  # a checkpoint whose pad row is not zero
+    state["profile_encoder.embedding.weight"][PAD] = 5.0
     save_file(state, tmp_path / "model.safetensors")
     fresh = _student(encoder)
     load_weights(fresh, tmp_path / "model.safetensors")

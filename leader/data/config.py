@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from leader.encoding import MIN_PATIENTS
 from leader.errors import LeaderError
+from leader.limits import MIN_PATIENTS
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 """A plain SQL schema name (what --schema may be: it is written into the OMOP queries)."""
