@@ -187,3 +187,21 @@ def test_paused_gc_restores_the_collector(enabled):
         assert gc.isenabled() is enabled
     finally:
         gc.enable() if was else gc.disable()
+
+
+def _die(path):
+    """A worker that dies as one killed by the kernel would (no exception, no cleanup)."""
+    import os
+
+    os._exit(9)
+
+
+def test_a_worker_that_dies_is_one_error_naming_the_fix(tmp_path, monkeypatch):
+    import leader.data.fhir_read as fhir_read
+    from leader.errors import LeaderError
+
+    files = find_files(_export(tmp_path / "export"))
+    monkeypatch.setattr(fhir_read, "_read_part", _die)  # workers import it from this module
+    with pytest.raises(LeaderError, match=r"died \(out of memory\?\).*fewer --workers"):
+        load(files, Store(), workers=2)
+    load(files, Store(), workers=1)  # one process never meets it
