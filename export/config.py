@@ -52,7 +52,7 @@ class PredictConfig:
     batch: int = 256
     """Patients per onnxruntime call."""
     threads: int = 1
-    """onnxruntime intra-op threads."""
+    """Threads that run pieces of a batch side by side (each on a one-thread onnxruntime session)."""
     overwrite: bool = False
     """Replace an existing --out file (never --input or --model, never a folder)."""
 

@@ -41,7 +41,7 @@ class ServeConfig:
     fhir_timeout: float = 5.0
     """Seconds allowed for the FHIR server fetch when a hook comes without its prefetch."""
     threads: int = 1
-    """onnxruntime intra-op threads per worker."""
+    """Threads per worker that run pieces of a batch side by side (one request is one piece: 1 suffices)."""
 
     def __post_init__(self) -> None:
         self.model = Path(self.model)
