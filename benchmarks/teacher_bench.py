@@ -24,10 +24,14 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "teacher.json"
-MODES = ("fp32", "bf16", "bf16-no-dropout", "bf16-checkpointed", "4bit")
-"""Training modes timed: weights and autocast, and LoRA dropout 0.1 except in bf16-no-dropout;
-bf16-checkpointed recomputes each layer in the backward pass (what prompts longer than
-`MICRO_BATCH_SLOTS` train with), in whole batches."""
+MODES = ("fp32", "bf16", "bf16-dropout", "bf16-checkpointed", "4bit")
+"""Training modes timed: weights and autocast, with `leader teach`'s default LoRA dropout except in
+bf16-dropout (0.1); bf16-checkpointed recomputes each layer in the backward pass (what prompts
+longer than `MICRO_BATCH_SLOTS` train with), in whole batches."""
+TARGETS = {  # share of the measured bf16 ceiling, by CPU kind (the performance issue)
+    "amx": {"training": 0.25, "features": 0.50},
+    "avx512_bf16": {"training": 0.50, "features": 0.75},
+}
 
 
 def _cohort(data: Path | None, tmp: Path):
@@ -54,7 +58,7 @@ def _train_rate(backbone, mode: str, tokens, labels, batches, steps: int, max_to
         out=".",
         quantize="4bit" if mode == "4bit" else None,
         max_tokens=max_tokens,
-        lora_dropout=0.0 if mode == "bf16-no-dropout" else 0.1,
+        **({"lora_dropout": 0.1} if mode == "bf16-dropout" else {}),
     )
     model, tokenizer = build_model(cfg, backbone, "fp32" if mode == "fp32" else "bf16", labels.shape[1])
     slots = MICRO_BATCH_SLOTS
@@ -193,25 +197,51 @@ def run(data: Path | None, steps: int, batch_size: int, max_tokens: int, n_featu
     return result
 
 
+def cpu_kind(flags: list[str]) -> str | None:
+    """ "amx", "avx512_bf16" or None: the CPU kinds whose targets differ."""
+    return "amx" if "amx_bf16" in flags else "avx512_bf16" if "avx512_bf16" in flags else None
+
+
 def table(result: dict) -> str:
     rate, pad = result["train_tokens_per_s"], result["padding_share"]
+    setup, machine = result["setup"], result["machine"]
+    ceiling = result["bf16_matmul_gflops"] * 1e9 / result["forward_flops_per_token"]
+    train_share, feature_share = rate["bf16"] / (ceiling / 2), result["feature_tokens_per_s"] / ceiling
+    kind = cpu_kind(machine["bf16_flags"])
+    target = TARGETS.get(kind or "", {})
+
+    def share(value: float, name: str) -> str:
+        if name not in target:
+            return "– (no bf16 instructions: no target)"
+        return f">= {100 * target[name]:.0f}% of the ceiling on {kind}: {'met' if value >= target[name] else 'MISSED'}"
+
     rows = [
         ("training, fp32", f"{rate['fp32']:,.0f} tokens/s", "–"),
-        ("training, bf16 weights + autocast", f"{rate['bf16']:,.0f} tokens/s", "650"),
-        ("training, bf16, LoRA dropout 0", f"{rate['bf16-no-dropout']:,.0f} tokens/s", "–"),
+        (
+            "training, bf16 weights + autocast (`leader teach`'s defaults)",
+            f"{rate['bf16']:,.0f} tokens/s = {100 * train_share:.1f}% of the training ceiling",
+            share(train_share, "training"),
+        ),
+        ("training, bf16, LoRA dropout 0.1", f"{rate['bf16-dropout']:,.0f} tokens/s", "–"),
         ("training, bf16, activation checkpointing", f"{rate['bf16-checkpointed']:,.0f} tokens/s", "–"),
-        ("training, 4-bit QLoRA (NF4, bf16 compute)", f"{rate['4bit']:,.0f} tokens/s", "800"),
-        ("features, merged bf16", f"{result['feature_tokens_per_s']:,.0f} tokens/s", "2,000"),
+        (
+            "training, 4-bit QLoRA (NF4, bf16 compute)",
+            f"{rate['4bit']:,.0f} tokens/s = {rate['4bit'] / rate['bf16']:.2f} x bf16",
+            "report; >= 1.0 x where the CPU allows",
+        ),
+        (
+            "features, merged bf16",
+            f"{result['feature_tokens_per_s']:,.0f} tokens/s = {100 * feature_share:.1f}% of the forward ceiling",
+            share(feature_share, "features"),
+        ),
         ("padding share, training batches", f"{100 * pad['train_batches']:.1f}%", "< 10%"),
         ("padding share, feature batches", f"{100 * pad['feature_batches']:.1f}%", "< 10%"),
     ]
-    setup, machine = result["setup"], result["machine"]
-    ceiling = result["bf16_matmul_gflops"] * 1e9 / result["forward_flops_per_token"]
     lines = [
-        f"CPU: {machine['processor']} ({', '.join(machine['bf16_flags']) or 'no bf16 instructions'}); "
-        f"bf16 matmul {result['bf16_matmul_gflops']:,.0f} GFLOP/s on {machine['cpus']} threads, so the linear layers "
-        f"alone cap a forward pass at {ceiling:,.0f} tokens/s and a training step (forward + input gradients) "
-        f"at about {ceiling / 2:,.0f}.",
+        f"CPU: {machine['processor']} ({', '.join(machine['bf16_flags']) or 'no bf16 instructions'}; "
+        f"{'AMX' if kind == 'amx' else 'no AMX'}); bf16 matmul {result['bf16_matmul_gflops']:,.0f} GFLOP/s on "
+        f"{machine['cpus']} threads (the ceiling), so the linear layers alone cap a forward pass at {ceiling:,.0f} "
+        f"tokens/s and a training step (forward + input gradients) at about {ceiling / 2:,.0f}.",
         "",
         f"Teacher: {setup['model']} + LoRA r=8, batch {setup['batch_size']}, prompts <= {setup['max_tokens']} tokens "
         f"(mean {setup['mean_prompt_tokens']:.0f}), {machine['cpus']} CPU threads",
@@ -219,11 +249,6 @@ def table(result: dict) -> str:
         "| what | measured | target |",
         "|---|---|---|",
         *[f"| {a} | {b} | {c} |" for a, b, c in rows],
-        "",
-        f"Share of that ceiling reached: bf16 training {100 * rate['bf16'] / (ceiling / 2):.0f}% (the rest: LoRA's "
-        f"rank-8 products, attention, norms and dropout masks), features {100 * result['feature_tokens_per_s'] / ceiling:.0f}%. "
-        "The targets are the reference measurements of the first machine; a CPU whose bf16 matmuls run at the speed "
-        "measured here cannot reach them where they exceed its ceiling.",
     ]
     return "\n".join(lines) + "\n"
 
