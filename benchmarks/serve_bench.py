@@ -235,12 +235,33 @@ def main() -> None:
         result["latency"] = measured(procs, lambda: open_loop(port, body, toks, args.rate, args.duration))
         result["loadavg_after"] = os.getloadavg()
         result["worker_rss_mb"] = [round(p.memory_info().rss / 2**20, 1) for p in procs]
+        result["wakeup_cost_json_parse"] = wakeup_cost(body)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def wakeup_cost(body: bytes, calls: int = 300, gap: float = 0.01) -> dict:
+    """The machine, not the service: CPU ms of one parse of the hook body back to back, and after
+    `gap` s asleep each time (as a worker between calls at 100 req/s). Where the second is much
+    larger, a core that idles loses its caches or clock (a VM's halted vCPU), and every call of
+    phase (b) pays that on top of its work."""
+
+    def median_ms(sleep: float) -> float:
+        times = []
+        for _ in range(calls):
+            if sleep:
+                time.sleep(sleep)
+            start = time.thread_time()
+            json.loads(body)
+            times.append(time.thread_time() - start)
+        return round(statistics.median(times) * 1000, 3)
+
+    median_ms(0)  # warm-up
+    return {"back_to_back_ms": median_ms(0), f"after_{int(gap * 1000)}ms_asleep_ms": median_ms(gap)}
 
 
 def _cpu_seconds(procs: list[psutil.Process]) -> float:
