@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.machine import describe
+
 RESULTS = Path(__file__).resolve().parent / "results" / "fhir_scale.json"
 SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "fhir-r4-synthea"
 UUID = re.compile(r"\b[0-9a-f]{8}(-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b")
@@ -52,17 +54,6 @@ def generate(source: Path, root: Path, copies: int) -> int:
                     handle.write("\n")
                     total += len(lines)
     return total
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def parse_only(root: Path) -> float:
@@ -153,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
         "default_workers": default_workers(),
         "runs": runs,
         "parse_only_resources_per_cpu_second": round(parse_rate),
-        "cpu": cpu_name(),
+        "cpu": describe(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "target": ">= 50,000 resources/s and < 2 GB on 2 cores",
@@ -171,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict:
             "| >= 50,000/s, < 2 GB |"
         )
     print(
-        f"\nCPU: {result['cpu']}, {result['cpus']} cores; load average before each run: "
+        f"\nCPU: {result['cpu']}; load average before each run: "
         + ", ".join(f"{r['load_average_before']}" for r in runs)
         + ". Peak memory: the importer and its workers together. Every run wrote the same cohort (sha256 "
         f"{runs[0]['cohort_sha256'][:12]}...). Reading and parsing the NDJSON alone (leader.safejson): "

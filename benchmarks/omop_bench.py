@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -23,19 +22,10 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from benchmarks.machine import describe
 from leader.data import omop_sql
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown"
-    return next(
-        (line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "unknown"
-    )
 
 
 def timed_import(db: str, schema: str | None, dangling: str, out: Path) -> dict:
@@ -83,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         server.stop()
     result = {
-        "cpu": cpu_name(),
+        "cpu": describe(),
         "cores": os.cpu_count(),
         "postgresql_bin": str(server.bindir),
         "eunomia_load_into_postgresql_s": load_s,
@@ -93,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     out = ROOT / "benchmarks" / "results" / "omop.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"CPU: {result['cpu']}, {result['cores']} cores; PostgreSQL from {result['postgresql_bin']}.")
+    print(f"CPU: {result['cpu']}; PostgreSQL from {result['postgresql_bin']}.")
     print(f"Copying Eunomia's 8 CDM tables (240k rows) into PostgreSQL with COPY + indexes: {load_s} s.\n")
     print(
         "| engine | --dangling-visits | patients | visits | labels | wall s | in database s | peak RSS MB | cohort sha256 |"

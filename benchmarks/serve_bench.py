@@ -37,6 +37,8 @@ import psutil
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from benchmarks.machine import describe
+
 ISSUER = "https://ehr.bench"
 HOOK = "/cds-services/leader-medication-recommendation"
 BUNDLE = "Adolph_Smith_0c6b1f3d-edb2-422b-a0af-a262fb90ed07.json"
@@ -224,7 +226,7 @@ def main() -> None:
                 time.sleep(0.1)
         time.sleep(2)  # every worker up
         body = json.dumps(hook_body(args.shared)).encode()
-        result = {"cpu": _cpu(), "cores": os.cpu_count(), "workers": args.workers, "body_bytes": len(body),
+        result = {"cpu": describe(), "cores": os.cpu_count(), "workers": args.workers, "body_bytes": len(body),
                   "generator": "asyncio keep-alive HTTP/1.1 client in one process on the same cores as the server"}  # fmt: skip
         procs = psutil.Process(server.pid).children(recursive=True) or [psutil.Process(server.pid)]
         toks = tokens(pem, audience, int(args.duration * args.max_rps))
@@ -277,13 +279,6 @@ def measured(procs: list[psutil.Process], phase) -> dict:
     answered = max(1, stats["ok"] + stats["4xx"] + stats["5xx"])
     return {**stats, "server_cpu_ms_per_request": round(server / answered * 1000, 3),
             "generator_cpu_ms_per_request": round(generator / answered * 1000, 3)}  # fmt: skip
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 if __name__ == "__main__":

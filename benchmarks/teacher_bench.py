@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.machine import cpu
 
 RESULTS = Path(__file__).resolve().parent / "results" / "teacher.json"
 MODES = ("fp32", "bf16", "bf16-dropout", "bf16-checkpointed", "4bit")
@@ -108,24 +109,10 @@ def _feature_rate(backbone, tokens, n_labels: int, batch_size: int) -> float:
 
 
 def _machine() -> dict:
-    """CPU model and the flags that decide bf16 speed (AVX512-BF16, AMX), from /proc/cpuinfo."""
+    """CPU model and the flags that decide bf16 speed (AVX512-BF16, AMX), and torch's threads."""
     import torch
 
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                name = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    except OSError:
-        pass
-    return {
-        "cpus": torch.get_num_threads(),
-        "processor": name,
-        "bf16_flags": sorted(f for f in flags if f in ("avx512_bf16", "amx_bf16", "amx_tile")),
-    }
+    return {"cpus": torch.get_num_threads(), **cpu()}
 
 
 def _matmul_gflops(rows: int = 2048, seconds: float = 2.0) -> float:
