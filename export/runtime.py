@@ -228,7 +228,7 @@ def balanced_groups(lengths: list[int], parts: int, max_visits: int) -> list[lis
     to a longer history, and each group cut into pieces of at most ceil(n / parts) rows, so `parts`
     threads get about equal work; the costliest piece (rows x visits) first.
 
-    Why pieces and not onnxruntime's intra-op threads: the student is some 400 small nodes, which one
+    Why pieces and not onnxruntime's intra-op threads: the student is a few hundred small nodes, which one
     thread runs as fast as two (2-core AMD EPYC, batch 256: 11,759 visits/s on one thread, 6,268 on
     two intra-op threads, 16,478 with two pieces run side by side on one-thread sessions)."""
     groups: dict[int, list[int]] = {}
