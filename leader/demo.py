@@ -160,9 +160,6 @@ def _teacher_stages(cfg: DemoConfig, stage, paths: dict, out: Path) -> None:
             data=paths["data"],
             out=paths["teacher"],
             max_minutes=cfg.teacher_minutes,
-            # a budgeted run of under one epoch needs no dropout, and on 2 cores its masks cost
-            # ~20% of a step (BENCHMARKS.md)
-            lora_dropout=0.0,
             seed=cfg.seed,
             progress=cfg.progress,
         )
