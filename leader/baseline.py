@@ -358,18 +358,38 @@ def _run(cfg: BaselineConfig) -> Path:
     return cfg.out
 
 
-def predict_probs(run_dir: Path, samples: list[Sample], dataset: Dataset) -> np.ndarray:
-    """Probabilities [N, M] of a baseline run for `samples` (M = the run's medication labels)."""
-    run_dir = Path(run_dir)
+def _load_run(run_dir: Path) -> tuple[str, dict]:
+    """(method, arrays of model.npz) of a baseline run folder."""
     record = read_run(run_dir, "baseline")
     method = record.get("config", {}).get("method")
     if not (run_dir / "model.npz").is_file():
         raise LeaderError(f"{run_dir} lacks model.npz; the baseline run is incomplete, train it again")
     with np.load(run_dir / "model.npz", allow_pickle=False) as weights:
         arrays = {k: weights[k] for k in weights.files}  # float32, exactly as in training
+    if method not in ("frequency", "logistic"):
+        raise LeaderError(f"{run_dir}/run.json names an unknown baseline method '{method}'")
+    return method, arrays
+
+
+def _logistic_logits(run_dir: Path, arrays: dict, samples: list[Sample]) -> np.ndarray:
+    features = Features(read_json(run_dir / "features.json", "baseline features")["tokens"])
+    return _chunked_logits(*features.rows(samples), arrays["W"], arrays["b"])
+
+
+def predict_logits(run_dir: Path, samples: list[Sample]) -> np.ndarray:
+    """Logits float32 [N, M] of a logistic baseline run for `samples` (`predict_probs` is their
+    sigmoid): what a teacher started from the baseline (`leader teach --prior`) adds to its head's."""
+    run_dir = Path(run_dir)
+    method, arrays = _load_run(run_dir)
+    if method != "logistic":
+        raise LeaderError(f"{run_dir} is a {method} baseline, which has no logits; pass a logistic baseline run")
+    return _logistic_logits(run_dir, arrays, samples)
+
+
+def predict_probs(run_dir: Path, samples: list[Sample], dataset: Dataset) -> np.ndarray:
+    """Probabilities [N, M] of a baseline run for `samples` (M = the run's medication labels)."""
+    run_dir = Path(run_dir)
+    method, arrays = _load_run(run_dir)
     if method == "frequency":
         return np.tile(arrays["freq"], (len(samples), 1))
-    if method != "logistic":
-        raise LeaderError(f"{run_dir}/run.json names an unknown baseline method '{method}'")
-    features = Features(read_json(run_dir / "features.json", "baseline features")["tokens"])
-    return _predict_logistic(features, samples, arrays["W"], arrays["b"])
+    return _sigmoid(_logistic_logits(run_dir, arrays, samples))

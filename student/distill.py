@@ -46,7 +46,7 @@ STATE = "state.pt"
 _FINGERPRINT = (
     "alpha beta tau kd_standardize kd_layer kd_proj batch_size lr weight_decay seed dim hidden heads dropout max_visits "
     "max_codes min_patients no_teacher"
-).split()
+).split()  # + gamma when > 0, so a run saved before logit KD still resumes
 
 
 def predict_probs(run_dir: str | Path, samples: list[Sample], dataset: Dataset) -> np.ndarray:
@@ -77,13 +77,14 @@ def resolve_split(cfg: DistillConfig, teacher: dict | None) -> dict:
 
 class KDTargets:
     """The teacher's hidden states of the training samples (fp16 in memory), served per batch as
-    fp32, standardised per dimension with the training mean and std when asked."""
+    fp32, standardised per dimension with the training mean and std when asked; `probs` serves
+    the teacher's probabilities of the same samples (logit KD)."""
 
     def __init__(self, cfg: DistillConfig, dataset: Dataset, samples: list[Sample]):
         from leader.teacher.features import ensure_features, load_features
 
         ensure_features(cfg.teacher, dataset, progress=cfg.progress)
-        ids, hidden, _ = load_features(cfg.teacher, dataset)
+        ids, hidden, logits = load_features(cfg.teacher, dataset)
         row = {sid: r for r, sid in enumerate(ids)}
         missing = sum(s.sample_id not in row for s in samples)
         if missing:
@@ -91,13 +92,18 @@ class KDTargets:
                 f"the teacher's feature cache lacks {missing} training samples; rebuild it with "
                 f"`leader teach features --teacher {cfg.teacher} --data {cfg.data}`"
             )
-        self.hidden = torch.from_numpy(np.ascontiguousarray(hidden[[row[s.sample_id] for s in samples]]))
+        rows = [row[s.sample_id] for s in samples]
+        self.hidden = torch.from_numpy(np.ascontiguousarray(hidden[rows]))
+        self.teacher_probs = torch.sigmoid(torch.from_numpy(np.ascontiguousarray(logits[rows])).float())
         self.size = int(self.hidden.shape[1])
         full = self.hidden.float()
         self.mean, self.std = (full.mean(0), full.std(0).clamp(min=1e-3)) if cfg.kd_standardize else (0.0, 1.0)
 
     def __call__(self, idx: np.ndarray) -> torch.Tensor:
         return (self.hidden[torch.from_numpy(idx)].float() - self.mean) / self.std
+
+    def probs(self, idx: np.ndarray) -> torch.Tensor:
+        return self.teacher_probs[torch.from_numpy(idx)]
 
 
 def resolve_notes(cfg: DistillConfig, train: list[Sample]) -> bool:
@@ -155,10 +161,11 @@ def _train_epoch(model: Student, optimizer, train: EncodedSamples, kd: KDTargets
     for idx in tqdm(batches, desc=f"epoch {epoch + 1}", leave=False, file=sys.stderr, disable=not cfg.progress):
         batch = train.batch(idx)
         out = model.encode(*(batch[k] for k in INPUTS), labels=batch["targets"] if cfg.use_align else None)
-        projected = model.project(out) if kd is not None else None
+        projected = model.project(out) if cfg.use_kd else None
         loss, parts = total_loss(
-            out, batch["targets"], projected, kd(idx) if kd is not None else None,
-            alpha=cfg.alpha if kd is not None else 0.0, beta=cfg.beta if cfg.use_align else 0.0, tau=cfg.tau,
+            out, batch["targets"], projected, kd(idx) if cfg.use_kd else None,
+            alpha=cfg.alpha if cfg.use_kd else 0.0, beta=cfg.beta if cfg.use_align else 0.0, tau=cfg.tau,
+            teacher_probs=kd.probs(idx) if cfg.use_logit_kd else None, gamma=cfg.gamma if cfg.use_logit_kd else 0.0,
         )  # fmt: skip
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -201,18 +208,20 @@ def _run(cfg: DistillConfig) -> Path:
     fingerprint.update(dataset_sha256=dataset.sha256, split=split, teacher=teacher and str(Path(cfg.teacher).resolve()))
     if note_tokens:  # absent without notes, so a run saved before the note encoder still resumes
         fingerprint["note_tokens"] = note_tokens
+    if cfg.use_logit_kd:
+        fingerprint["gamma"] = cfg.gamma
     state = _start_state(cfg, out, partial, fingerprint)
 
     encoder = Encoder.fit(
         splits["train"], dataset.medications, cfg.max_visits, cfg.max_codes, cfg.min_patients, note_tokens
     )
     train, val = EncodedSamples(encoder, splits["train"]), EncodedSamples(encoder, splits["val"])
-    kd = KDTargets(cfg, dataset, splits["train"]) if cfg.use_kd else None
+    kd = KDTargets(cfg, dataset, splits["train"]) if cfg.use_kd or cfg.use_logit_kd else None
     v = encoder.vocabs
     sizes = [len(v[k]) for k in ("diagnoses", "procedures", "medications", "profile")] + [len(dataset.medications)]
     student_cfg = StudentConfig(
         *sizes, dim=cfg.dim, hidden=cfg.hidden, heads=cfg.heads, dropout=cfg.dropout, max_visits=cfg.max_visits,
-        teacher_hidden=kd.size if kd is not None else 0, kd_layer=cfg.kd_layer, kd_proj=cfg.kd_proj,
+        teacher_hidden=kd.size if cfg.use_kd else 0, kd_layer=cfg.kd_layer, kd_proj=cfg.kd_proj,
         n_notes=len(v["notes"]) if encoder.reads_notes else 0,
     )  # fmt: skip
     torch.manual_seed(cfg.seed)
@@ -258,7 +267,7 @@ def _run(cfg: DistillConfig) -> Path:
                                 per_med=cfg.per_med_threshold, seed=cfg.seed)  # fmt: skip
     teacher_info = None
     if teacher is not None:
-        standardized = kd is not None and cfg.kd_standardize
+        standardized = cfg.use_kd and cfg.kd_standardize
         teacher_info = {"path": str(cfg.teacher), "name": teacher.get("name"), "kd_standardized": standardized}
     with atomic_dir(out, overwrite=cfg.overwrite or cfg.resume, marker="run.json") as tmp:
         write_run(tmp, "student", cfg.label, dataset, split, thresholds, cfg.to_dict(), teacher=teacher_info,

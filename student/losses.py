@@ -1,8 +1,8 @@
 """The student's training losses (LEADER, Liu et al. 2024, arXiv 2402.02803, section 3.3):
 
-    L = L_bce + alpha * L_kd + beta * L_align
+    L = L_bce + alpha * L_kd + beta * L_align (+ gamma * L_logit, logit-level KD)
 
-Each function returns the unweighted loss; `total_loss` applies alpha and beta.
+Each function returns the unweighted loss; `total_loss` applies alpha, beta and gamma.
 """
 
 from __future__ import annotations
@@ -33,6 +33,18 @@ def kd_loss(projected: torch.Tensor, teacher_hidden: torch.Tensor) -> torch.Tens
     return F.mse_loss(projected, teacher_hidden.to(projected.dtype))
 
 
+def logit_kd_loss(logits: torch.Tensor, teacher_probs: torch.Tensor) -> torch.Tensor:
+    """Logit-level knowledge distillation (Hinton et al. 2015, arXiv 1503.02531, at temperature 1,
+    one binary distribution per medication): the BCE of the student's logits z [N, M] against the
+    teacher's probabilities p [N, M] as soft targets,
+
+        L_logit = -1/(N·M) Σ_i Σ_m [ p_im · log σ(z_im) + (1 - p_im) · log(1 - σ(z_im)) ]
+
+    (its minimum, the teacher's entropy, is reached at σ(z) = p).
+    """
+    return F.binary_cross_entropy_with_logits(logits, teacher_probs.to(logits.dtype))
+
+
 def info_nce(a: torch.Tensor, b: torch.Tensor, tau: float = 1.0, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Symmetric InfoNCE with in-batch negatives: LEADER's profile alignment L_align between the
     profile representation a_i and the current visit's medication-set representation b_i:
@@ -61,11 +73,13 @@ def total_loss(
     alpha: float = 0.0,
     beta: float = 0.0,
     tau: float = 1.0,
+    teacher_probs: torch.Tensor | None = None,
+    gamma: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """L = L_bce + alpha·L_kd + beta·L_align (LEADER) and its parts as floats for the log.
+    """L = L_bce + alpha·L_kd + beta·L_align (LEADER) + gamma·L_logit and its parts as floats for the log.
 
     `out` is `Student.encode(...)` (with labels when beta > 0); `projected`/`teacher_hidden`
-    are needed when alpha > 0.
+    are needed when alpha > 0, `teacher_probs` when gamma > 0.
     """
     loss = bce_loss(out["logits"], targets)
     parts = {"bce": float(loss.detach())}
@@ -73,6 +87,10 @@ def total_loss(
         kd = kd_loss(projected, teacher_hidden)
         loss = loss + alpha * kd
         parts["kd"] = float(kd.detach())
+    if gamma > 0:
+        soft = logit_kd_loss(out["logits"], teacher_probs)
+        loss = loss + gamma * soft
+        parts["logit_kd"] = float(soft.detach())
     if beta > 0:
         has_meds = (targets.sum(1) > 0).to(out["profile"].dtype)
         align = info_nce(out["profile"], out["current_meds"], tau, has_meds)

@@ -47,6 +47,8 @@ class LoopState:
     """Number of processes (the batch order depends on it)."""
     dataset_sha256: str = ""
     """The cohort trained on (a resumed run must see the same data)."""
+    prior_sha256: str = ""
+    """sha256 of the --prior baseline's model.npz ("" without one; a resumed run must add the same logits)."""
     scheduler: dict = field(default_factory=dict)
     stopped: str = ""
     """Why the loop ended: "steps", "early stopping" or "time budget"."""

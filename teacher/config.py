@@ -58,6 +58,8 @@ class TeachConfig:
     """Earlier visits shown in a prompt at most."""
     notes: bool = True
     """Include the admission note sections when present."""
+    prior: Path | None = None
+    """A logistic baseline run (`leader baseline --method logistic` on the same --data and split) whose logits are added to the head's: the head starts at zero, so the untrained teacher is that baseline and training learns what the baseline gets wrong."""
     split: str = "random"
     """random (by patient 8:1:1), temporal, site (held-out hospitals) or external."""
     seed: int = 0
@@ -111,6 +113,8 @@ class TeachConfig:
         self.target_modules = tuple(self.target_modules)
         if self.external_data is not None:
             self.external_data = Path(self.external_data)
+        if self.prior is not None:
+            self.prior = Path(self.prior)
         checks = [
             (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}"),
             (self.quantize in (None, "4bit", "8bit"), "--quantize must be 4bit or 8bit"),

@@ -36,7 +36,7 @@ from .prompt import encode
 TEACHER_FILES = ("adapter_config.json", "adapter_model.safetensors", "head.safetensors", "teacher.json")
 
 
-def write_teacher(cfg, inner, backbone, dataset, settings, precision, state) -> None:
+def write_teacher(cfg, inner, backbone, dataset, settings, precision, state, prior=None) -> None:
     """Adapter, head and teacher.json into --out (each file replaced atomically)."""
     tmp = Path(tempfile.mkdtemp(prefix=".teacher-", dir=cfg.out))
     try:
@@ -51,6 +51,7 @@ def write_teacher(cfg, inner, backbone, dataset, settings, precision, state) -> 
             "target": cfg.target,
             "threshold": None,
             "pooling": cfg.pooling,
+            "prior": prior.record() if prior is not None else None,
             "hidden_size": int(inner.head.in_features),
             "lora": {
                 "r": cfg.lora_r,
@@ -77,7 +78,7 @@ def write_teacher(cfg, inner, backbone, dataset, settings, precision, state) -> 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def score_and_finish(cfg, accelerator, dataset, splits, backbone) -> None:
+def score_and_finish(cfg, accelerator, dataset, splits, backbone, prior=None) -> None:
     """Reload the written teacher as `leader evaluate` does, tune the threshold, write metrics and run.json.
 
     With `cache_features` (one process, the dataset's own splits) the reload computes the feature
@@ -102,6 +103,8 @@ def score_and_finish(cfg, accelerator, dataset, splits, backbone) -> None:
                 desc=f"score {name}",
                 progress=cfg.progress,
             )
+            if teacher.prior is not None:
+                logits[name] = logits[name] + teacher.prior.logits(splits[name])
     probs = {name: 1.0 / (1.0 + np.exp(-values.astype(np.float64))) for name, values in logits.items()}
     if not accelerator.is_main_process:
         return
@@ -111,7 +114,9 @@ def score_and_finish(cfg, accelerator, dataset, splits, backbone) -> None:
     write_json(cfg.out / "teacher.json", info)
     write_metrics(cfg.out, metrics)
     split = {"how": cfg.split, "seed": cfg.seed, "target": cfg.target}
-    write_run(cfg.out, "teacher", f"teacher ({backbone.name})", dataset, split, thresholds, cfg.to_dict())
+    name = f"teacher ({backbone.name}{', prior ' + prior.path.name if prior is not None else ''})"
+    extra = {"prior": prior.record()} if prior is not None else {}
+    write_run(cfg.out, "teacher", name, dataset, split, thresholds, cfg.to_dict(), **extra)
     (cfg.out / "config.json").unlink(missing_ok=True)  # run.json holds the resolved options now: one copy
     overall = metrics["test"]["overall"]
     print(

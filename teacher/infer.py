@@ -20,6 +20,7 @@ import numpy as np
 from leader.errors import LeaderError
 from leader.io import read_json, sha256_file
 
+from .prior import Prior, recorded_prior
 from .prompt import PromptSettings, encode
 
 TEACHER_FORMAT = 2  # 2: the head has a bias and input statistics
@@ -41,6 +42,8 @@ class LoadedTeacher:
     """torch dtype for autocast (bfloat16) or None."""
     sha256: str
     """Identity of the teacher: hash of its base model, adapter and head."""
+    prior: Prior | None = None
+    """The baseline whose logits are added to the head's (`leader.teacher.prior`), or None."""
 
 
 def read_teacher_info(run_dir: str | Path) -> dict:
@@ -62,7 +65,8 @@ def read_teacher_info(run_dir: str | Path) -> dict:
 
 
 def teacher_sha256(run_dir: str | Path, info: dict) -> str:
-    """One hash over the base model's sha256, the adapter and the head."""
+    """One hash over the base model's sha256, the adapter and the head (a prior is checked by
+    `recorded_prior` whenever the teacher is loaded)."""
     run_dir = Path(run_dir)
     parts = [
         info["base_model"]["sha256"],
@@ -93,6 +97,7 @@ def load_teacher(run_dir: str | Path, precision: str = "auto") -> LoadedTeacher:
 
     run_dir = Path(run_dir)
     info = read_teacher_info(run_dir)
+    prior = recorded_prior(info, run_dir)  # checked before the slow part
     base = info["base_model"]
     backbone = resolve(base["spec"])
     if backbone.sha256 != base["sha256"]:
@@ -125,7 +130,7 @@ def load_teacher(run_dir: str | Path, precision: str = "auto") -> LoadedTeacher:
     teacher.to(device).eval()
     settings = PromptSettings(**info["prompt"])
     autocast = torch.bfloat16 if use_bf16 else None
-    return LoadedTeacher(teacher, tokenizer, info, settings, device, autocast, teacher_sha256(run_dir, info))
+    return LoadedTeacher(teacher, tokenizer, info, settings, device, autocast, teacher_sha256(run_dir, info), prior)
 
 
 def forward(
@@ -223,7 +228,8 @@ def gather_logits(
 
 
 def run_teacher(teacher: LoadedTeacher, samples, titles: dict, batch_size: int = 16, progress: bool = False):
-    """(pooled hidden float32 [N, H], logits float32 [N, M]) of `samples`, in their order."""
+    """(pooled hidden float32 [N, H], logits float32 [N, M]) of `samples`, in their order; the
+    logits include the prior's when the teacher has one."""
     tokens = encode(samples, titles, teacher.settings, teacher.tokenizer)
     idx, hidden, logits = forward(
         teacher.model,
@@ -235,7 +241,10 @@ def run_teacher(teacher: LoadedTeacher, samples, titles: dict, batch_size: int =
         progress=progress,
     )
     order = np.argsort(idx)
-    return hidden[order], logits[order]
+    hidden, logits = hidden[order], logits[order]
+    if teacher.prior is not None:
+        logits = logits + teacher.prior.logits(samples)
+    return hidden, logits
 
 
 def predict_probs(run_dir: Path, samples: list, dataset) -> np.ndarray:

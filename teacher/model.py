@@ -83,20 +83,35 @@ class TeacherModel(nn.Module):
             self.scale.copy_(tensors["scale"])
 
 
+def input_statistics(pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(center, scale) [H] that standardise the head's input, from pooled states [N, H] of
+    training samples; a dimension that barely varies gets its scale floored at 1% of the mean
+    variance (its standardised values stay small instead of amplifying noise)."""
+    pooled = pooled.float()
+    var = pooled.var(0, unbiased=False)
+    return pooled.mean(0), torch.sqrt(var + 0.01 * var.mean())
+
+
+def standardise_head(model: TeacherModel, pooled: torch.Tensor) -> None:
+    """Set the head's input statistics from `pooled` [N, H] and its weights to zero: the head adds
+    nothing yet, so a teacher with a prior (`leader.teacher.prior`) starts as that baseline."""
+    center, scale = input_statistics(pooled)
+    weight = torch.zeros_like(model.head.weight)
+    model.load_head_state(
+        {"weight": weight, "bias": torch.zeros_like(model.head.bias), "center": center, "scale": scale}
+    )
+
+
 def calibrate_head(
     model: TeacherModel, pooled: torch.Tensor, labels: torch.Tensor, l2: float = 1e-3, iterations: int = 200
 ) -> float:
     """Set the head's input statistics from `pooled` [N, H] (states of training samples) and fit
     the head to `labels` [N, M] on them (full-batch Adam with an L2 penalty: a linear probe), so
-    training starts from what the untuned model already knows. Returns the probe's final loss.
-
-    Dimensions that barely vary get their scale floored at 1% of the mean variance (their
-    standardised values stay small instead of amplifying noise).
+    training starts from what the untuned model already knows (`input_statistics`). Returns the
+    probe's final loss.
     """
     pooled, labels = pooled.float(), labels.float()
-    center = pooled.mean(0)
-    var = pooled.var(0, unbiased=False)
-    scale = torch.sqrt(var + 0.01 * var.mean())
+    center, scale = input_statistics(pooled)
     x = (pooled - center) / scale
     weight = torch.zeros(labels.shape[1], x.shape[1], requires_grad=True)
     prior = labels.mean(0).clamp(1e-3, 1 - 1e-3)

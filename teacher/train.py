@@ -60,8 +60,10 @@ from .model import (
     length_batches,
     load_trainable_state,
     micro_batches,
+    standardise_head,
     trainable_state,
 )
+from .prior import load_prior
 from .prompt import PromptSettings, encode
 
 EVALS_PER_RUN = 3  # validations in an --eval-every 0 run: a 1-epoch run rarely needs more, and each costs steps
@@ -158,6 +160,10 @@ def _run(cfg: TeachConfig) -> Path:
     if _prepare_folder(cfg, dataset.sha256):
         print(f"{cfg.out} is finished already; nothing to do", file=sys.stderr)
         return cfg.out
+    split = {"how": cfg.split, "seed": cfg.seed, "target": cfg.target}
+    if cfg.external_data is not None:
+        split["external"] = str(cfg.external_data)
+    prior = load_prior(cfg.prior, dataset, split) if cfg.prior is not None else None
     precision = resolve_precision(cfg.precision, cfg.quantize)
     accelerator = _accelerator(precision)
     world, main = accelerator.num_processes, accelerator.is_main_process
@@ -174,6 +180,8 @@ def _run(cfg: TeachConfig) -> Path:
     chosen = {"train": splits["train"], "val": [splits["val"][i] for i in watched]}
     tokens = {name: encode(chosen[name], dataset.titles, settings, tokenizer) for name in chosen}
     labels = {name: labels_matrix(chosen[name], dataset.medications) for name in chosen}
+    # the baseline's logits of every training and watched validation sample, computed once
+    offsets = {name: prior.logits(chosen[name]) for name in chosen} if prior is not None else None
     head_params = list(model.head.parameters())
     lora_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
     optimizer = torch.optim.AdamW(
@@ -189,6 +197,7 @@ def _run(cfg: TeachConfig) -> Path:
         eval_every=cfg.eval_every or max(1, planned // EVALS_PER_RUN),
         world=world,
         dataset_sha256=dataset.sha256,
+        prior_sha256=prior.sha256 if prior is not None else "",
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, state.total_steps, int(cfg.warmup * state.total_steps))
@@ -203,10 +212,11 @@ def _run(cfg: TeachConfig) -> Path:
     try:
         best = _restore(cfg, accelerator, inner, optimizer, scheduler, state) if cfg.resume else None
         if state.step == 0 and cfg.calibration_samples:
-            _calibrate(cfg, accelerator, inner, tokens["train"], labels["train"], tokenizer.pad_token_id, state)
+            _calibrate(cfg, accelerator, inner, tokens["train"], labels["train"], tokenizer.pad_token_id, state, prior)
         loop = _Loop(
             cfg, accelerator, model, inner, optimizer, scheduler, state, tokens, labels, tokenizer.pad_token_id, best
         )
+        loop.offsets = offsets  # the prior's logits, added to the model's in the loss and validations
         loop.train()
     except BaseException:
         if main and created and not (cfg.out / CHECKPOINT).exists():
@@ -217,13 +227,13 @@ def _run(cfg: TeachConfig) -> Path:
     if best is not None:
         load_trainable_state(inner, best)
     if main:
-        write_teacher(cfg, inner, backbone, dataset, settings, precision, state)
+        write_teacher(cfg, inner, backbone, dataset, settings, precision, state, prior)
     del inner
     accelerator.free_memory()  # the Accelerator holds the trained model too: free it before the reload
     gc.collect()
     return_freed_memory()
     accelerator.wait_for_everyone()
-    score_and_finish(cfg, accelerator, dataset, splits, backbone)
+    score_and_finish(cfg, accelerator, dataset, splits, backbone, prior)
     accelerator.end_training()
     return cfg.out
 
@@ -280,10 +290,11 @@ def build_model(cfg: TeachConfig, backbone, precision: str, n_labels: int) -> tu
     return TeacherModel(lora, n_labels, cfg.pooling), tokenizer
 
 
-def _calibrate(cfg, accelerator, inner, tokens, labels, pad_id: int, state: LoopState) -> None:
+def _calibrate(cfg, accelerator, inner, tokens, labels, pad_id: int, state: LoopState, prior=None) -> None:
     """Run a seeded subset of the training prompts through the untuned model once and calibrate
-    the head on their pooled states (`leader.teacher.model.calibrate_head`). Every process does
-    the same, so they agree; the time counts against --max-minutes."""
+    the head on their pooled states (`leader.teacher.model.calibrate_head`; with a prior only the
+    input statistics, the head stays at zero: `standardise_head`). Every process does the same,
+    so they agree; the time counts against --max-minutes."""
     start = time.perf_counter()
     chosen = _seeded_subset(len(tokens), cfg.calibration_samples, cfg.seed)
     autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision)
@@ -298,7 +309,11 @@ def _calibrate(cfg, accelerator, inner, tokens, labels, pad_id: int, state: Loop
         desc="calibrate head",
     )
     rows = np.asarray(chosen)[order]
-    probe_loss = calibrate_head(inner, torch.from_numpy(pooled), torch.from_numpy(labels[rows]))
+    if prior is not None:
+        standardise_head(inner, torch.from_numpy(pooled))
+        probe_loss = None
+    else:
+        probe_loss = calibrate_head(inner, torch.from_numpy(pooled), torch.from_numpy(labels[rows]))
     seconds = time.perf_counter() - start
     state.seconds += seconds
     if accelerator.is_main_process:
@@ -331,6 +346,8 @@ def _restore(cfg, accelerator, inner, optimizer, scheduler, state: LoopState) ->
         raise LeaderError(f"{cfg.out} was trained with {saved.world} processes; resume it with the same number")
     if saved.dataset_sha256 != state.dataset_sha256:
         raise LeaderError(f"{cfg.out} was trained on another dataset than {cfg.data}; resume with the original --data")
+    if saved.prior_sha256 != state.prior_sha256:
+        raise LeaderError(f"the --prior baseline changed since {cfg.out} started; restore it, or start a new run")
     state.__dict__.update(saved.__dict__)  # in place: the scheduler's lambda reads `state`
     load_trainable_state(inner, trainable)
     optimizer.load_state_dict(optim_state)
@@ -353,6 +370,7 @@ class _Loop:
         self.n_batches = math.ceil(len(self.lengths) / cfg.batch_size)
         self._epoch, self._batches = -1, []
         self.eval_seconds = 0.0  # what a validation costs: estimated with the budget, then the last one's time
+        self.offsets = None  # {"train": [N, M], "val": [n, M]}: the --prior baseline's logits, or None
 
     def batch(self, index: int) -> list[int]:
         """Global batch number `index` of the endless, epoch-by-epoch batch order."""
@@ -368,6 +386,12 @@ class _Loop:
         cfg, acc, state = self.cfg, self.acc, self.state
         if state.stopped:  # resumed after the loop had ended (a crash while scoring): go straight on
             return
+        if self.offsets is not None and state.step == 0 and state.best_score < 0:
+            # with a prior the untrained teacher is the baseline: it is the first candidate, so the
+            # teacher kept is never one that validates worse than the baseline it started from
+            started = time.perf_counter()
+            self._evaluate()
+            state.seconds += time.perf_counter() - started
         world, rank = acc.num_processes, acc.process_index
         params = [p for p in self.model.parameters() if p.requires_grad]
         bar = tqdm(
@@ -457,8 +481,11 @@ class _Loop:
             with contextlib.nullcontext() if last else self.acc.no_sync(self.model):
                 with self.acc.autocast():
                     logits, _ = self.model(ids.to(self.acc.device), mask.to(self.acc.device))
+                logits = logits.float()
+                if self.offsets is not None:
+                    logits = logits + torch.from_numpy(self.offsets["train"][part]).to(logits.device)
                 share = len(part) / len(batch)
-                loss = share * torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y)
+                loss = share * torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
                 self.acc.backward(loss / self.cfg.grad_accum)
             total += loss.detach()
         return total
@@ -518,6 +545,8 @@ class _Loop:
             desc="validate",
             progress=self.cfg.progress,
         )
+        if self.offsets is not None:
+            logits = logits + self.offsets["val"]
         probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
         y = self.labels["val"]
         score = pr_auc_samples(y, probs) or 0.0

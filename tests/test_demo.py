@@ -35,7 +35,7 @@ def test_quick_demo_resumes(quick_demo, capsys):
     assert main(["demo", "--quick", "--patients", "120", "--out", str(quick_demo)]) == 0
     err = capsys.readouterr().err
     assert err.count("already done") == 8  # cohort, 2 baselines, teacher + features, students, export, bench, report
-    assert "student (KD + align)" in err and "runtime-only process" in err
+    assert "student (logit KD)" in err and "runtime-only process" in err
 
 
 def test_readme_python_snippet_runs(quick_demo, capsys):

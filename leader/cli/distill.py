@@ -23,6 +23,7 @@ def distill(
     alpha: float = option(DistillConfig, "alpha"),
     beta: float = option(DistillConfig, "beta"),
     tau: float = option(DistillConfig, "tau"),
+    gamma: float = option(DistillConfig, "gamma"),
     kd_layer: str = option(DistillConfig, "kd_layer"),
     kd_proj: str = option(DistillConfig, "kd_proj"),
     kd_standardize: bool = option(DistillConfig, "kd_standardize"),
@@ -52,7 +53,7 @@ def distill(
     name: str | None = option(DistillConfig, "name"),
     progress: bool = option(DistillConfig, "progress"),
 ) -> None:
-    """Distil the teacher into the student: BCE + alpha * feature KD + beta * profile alignment."""
+    """Distil the teacher into the student: BCE + alpha * feature KD + beta * profile alignment (+ gamma * logit KD)."""
     options = dict(locals())  # every parameter is a DistillConfig field of the same name
     from leader.io import read_json
     from leader.metrics import format_table

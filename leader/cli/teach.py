@@ -46,6 +46,7 @@ def teach(
     max_tokens: int = _opt("max_tokens"),
     max_history: int = _opt("max_history"),
     notes: bool = _opt("notes"),
+    prior: Path | None = _opt("prior"),
     split: str = _opt("split"),
     seed: int = _opt("seed"),
     target: str = _opt("target"),
