@@ -1,6 +1,6 @@
 """`leader demo`: the whole pipeline on a synthetic cohort, one progress line per stage.
 
-    leader demo --out runs/demo            # embedded SmolLM2 teacher, ~25 minutes on 2 CPU cores
+    leader demo --out runs/demo            # embedded SmolLM2 teacher, ~18 minutes on 2 CPU cores
     leader demo --quick --out runs/quick   # tiny random teacher, a few minutes (what CI runs)
 
 Stages: synthetic cohort -> stats -> baselines (frequency; logistic with its defaults, the strongest

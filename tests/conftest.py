@@ -425,3 +425,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.integration)
         if f"{item.path.name}::{item.originalname}" in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
+
+
+def crash_teacher_after_step(monkeypatch, step: int = 2):
+    """Make `leader teach` raise RuntimeError("simulated crash") right after it saved the
+    checkpoint of `step`; returns the real `save_checkpoint` (to put back before a resume)."""
+    import leader.teacher.train as train
+
+    real_save = train.save_checkpoint
+
+    def crash(out, state, *args):
+        real_save(out, state, *args)
+        if state.step == step:
+            raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(train, "save_checkpoint", crash)
+    return real_save

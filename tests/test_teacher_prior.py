@@ -13,7 +13,7 @@ from leader.cli import main
 from leader.cohort import load_dataset, write_dataset
 from leader.evaluate import predict_run
 from leader.samples import split_samples
-from tests.conftest import MEDS, TITLES, rule_patients, teach_args
+from tests.conftest import MEDS, TITLES, crash_teacher_after_step, rule_patients, teach_args
 
 pytestmark = pytest.mark.usefixtures("fp32_teacher_inference")
 
@@ -182,14 +182,7 @@ def test_resume_keeps_the_prior(prior_teacher, prior, rule_dataset_path, tiny_mo
     import leader.teacher.train as train
     from leader.teacher.config import TeachConfig
 
-    real_save = train.save_checkpoint
-
-    def crash_after_step_2(out, state, *args):
-        real_save(out, state, *args)
-        if state.step == 2:
-            raise RuntimeError("simulated crash")
-
-    monkeypatch.setattr(train, "save_checkpoint", crash_after_step_2)
+    real_save = crash_teacher_after_step(monkeypatch)
     out = tmp_path / "resumed"
     options = dict(max_steps=4, eval_every=2, batch_size=4, precision="fp32", progress=False)
     cfg = TeachConfig(data=rule_dataset_path, out=out, base_model=str(tiny_model), prior=prior, **options)
@@ -231,14 +224,7 @@ def test_resume_refuses_a_prior_changed_mid_run(prior, rule_dataset_path, tiny_m
 
     mine = tmp_path / "logistic"
     shutil.copytree(prior, mine)
-    real_save = train.save_checkpoint
-
-    def crash_after_step_2(out, state, *args):
-        real_save(out, state, *args)
-        if state.step == 2:
-            raise RuntimeError("simulated crash")
-
-    monkeypatch.setattr(train, "save_checkpoint", crash_after_step_2)
+    real_save = crash_teacher_after_step(monkeypatch)
     out = tmp_path / "resumed"
     options = dict(max_steps=4, eval_every=2, batch_size=4, precision="fp32", progress=False)
     with pytest.raises(RuntimeError, match="simulated crash"):

@@ -16,7 +16,7 @@ from leader.cli import main
 from leader.cohort import load_dataset, write_dataset
 from leader.errors import LeaderError
 from leader.samples import split_samples
-from tests.conftest import teach_args
+from tests.conftest import crash_teacher_after_step, teach_args
 
 FINAL_FILES = {
     "adapter_config.json",
@@ -101,14 +101,7 @@ def test_resume_replays_the_interrupted_run_exactly(tiny_teacher, rule_dataset_p
     import leader.teacher.train as train
     from leader.teacher.config import TeachConfig
 
-    real_save = train.save_checkpoint
-
-    def crash_after_step_2(out, state, *args):
-        real_save(out, state, *args)
-        if state.step == 2:
-            raise RuntimeError("simulated crash")
-
-    monkeypatch.setattr(train, "save_checkpoint", crash_after_step_2)
+    real_save = crash_teacher_after_step(monkeypatch)
     out = tmp_path / "resumed"
     cfg = TeachConfig(
         data=rule_dataset_path,
