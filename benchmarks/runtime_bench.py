@@ -13,7 +13,9 @@ judged against the targets, and bench.json in --work holds every run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import io
 import json
 import statistics
 import sys
@@ -66,12 +68,8 @@ def run(work: Path, teacher: Path | None, patients: int, repeats: int = 5) -> No
         out = work / f"bench.{k}.json"
         argv = ["bench", "--model", str(model), "--student", str(student), "--out", str(out)]
         # the teacher is timed once (seconds per visit, far from the noise)
-        with open("/dev/null", "w") as quiet:
-            stdout, sys.stdout = sys.stdout, quiet
-            try:
-                _step(argv + (["--teacher", str(teacher)] if teacher and k == 0 else []))
-            finally:
-                sys.stdout = stdout
+        with contextlib.redirect_stdout(io.StringIO()):  # each run's own table: only the median is printed
+            _step(argv + (["--teacher", str(teacher)] if teacher and k == 0 else []))
         reports.append(json.loads(out.read_text()))
         out.unlink()
     report = median_report(reports)
