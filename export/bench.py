@@ -27,7 +27,7 @@ from leader.errors import LeaderError
 from leader.safejson import loads
 
 from .config import BenchConfig
-from .runtime import INPUTS, OUTPUT, Recommender, balanced_groups, open_session
+from .runtime import INPUTS, Recommender, balanced_groups
 
 BATCH = 256
 TARGETS = {
@@ -137,12 +137,8 @@ def _onnx_engine(path: Path, singles, chunks, cfg: BenchConfig) -> dict:
     (a format-1 file reads no ``notes``): batch 1 on one thread, batches on two (the pieces of a
     chunk side by side, `Recommender.predict_many`)."""
     out = {"file": str(path), "bytes": path.stat().st_size}
-    session = open_session(path, 1)
-    names = [i.name for i in session.get_inputs()]
-    out.update(
-        _latencies(lambda arrays: session.run([OUTPUT], {k: arrays[k] for k in names}), singles, cfg.latency_calls)
-    )
     two = Recommender(path, threads=2)
+    out.update(_latencies(two.predict_arrays, singles, cfg.latency_calls))  # one array set: one thread
     for name, chunk_list in chunks.items():
         out.update(_throughput(two.predict_many, chunk_list, cfg.batch_calls, name))
     return out

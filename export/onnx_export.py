@@ -155,7 +155,7 @@ def parity_cases(encoder) -> list[dict[str, np.ndarray]]:
 def max_parity_error(model, onnx_path: str | Path, cases: list[dict[str, np.ndarray]]) -> float:
     """Largest |onnxruntime - torch| over the probabilities of all `cases` (NaN counts as infinite),
     in a session opened as the runtime opens it (`open_session`: the graph rewrites it serves with)."""
-    session = open_session(onnx_path, threads=1)
+    session = open_session(onnx_path)
     worst = 0.0
     for arrays in cases:
         got = session.run([OUTPUT], {k: arrays[k] for k in INPUTS})[0]

@@ -247,20 +247,18 @@ SkipLayerNormalization made the fp32 and int8 files slower (CPU time per grouped
 rewrites are kept: the int8 file's quantized MatMuls are fused by them."""
 
 
-def open_session(path: str | Path, threads: int) -> ort.InferenceSession:
-    """An onnxruntime session as the runtime (and `leader bench`) runs a student: `threads`
-    intra-op threads, one sequential stream, all graph optimisations but `SLOW_FUSIONS`, errors-only
-    logging. Raises onnxruntime's own exceptions for a file it cannot load. (`Recommender` opens it
-    with one thread and runs pieces of a batch side by side instead: see `balanced_groups`.)"""
+def open_session(path: str | Path) -> ort.InferenceSession:
+    """An onnxruntime session as the runtime (and `leader bench`, and the export's parity check)
+    runs a student: one intra-op thread (`Recommender` runs pieces of a batch side by side
+    instead: see `balanced_groups`), one sequential stream, all graph optimisations but
+    `SLOW_FUSIONS`, errors-only logging. Raises onnxruntime's own exceptions for a file it cannot
+    load."""
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only: ORT's warnings are not the user's business
-    # idle worker threads sleep instead of spinning: on a CPU shared with other work, spinning
-    # threads steal the cores they wait for (measured: 2-thread batch-256 throughput +30% here)
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(
         str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(SLOW_FUSIONS)
     )
@@ -298,7 +296,7 @@ class Recommender:
         self.threads = threads
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="leader-onnx") if threads > 1 else None
         try:
-            self.session = open_session(path, 1)
+            self.session = open_session(path)
         except Exception as err:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise LeaderError(
