@@ -128,20 +128,27 @@ def _value(table: dict, metric: str) -> tuple[float, float]:
 
 
 def _bars(plt, runs: list[_Run], split: str) -> str:
-    """Grouped bars: one panel per metric, groups overall / single / multi, one bar per model."""
-    fig, axes = plt.subplots(1, len(PLOTTED), figsize=(4.2 * len(PLOTTED), 3.6))
+    """One panel per metric, groups overall / single / multi, one point per model with its
+    bootstrap std as an error bar. Points, not bars from zero: the models differ by a few
+    thousandths, which bars of 0.5 hide, and an axis that does not start at zero must not carry
+    bars. The legend sits under the panels, where it covers no point."""
+    fig, axes = plt.subplots(1, len(PLOTTED), figsize=(4.2 * len(PLOTTED), 3.2))
     width = 0.8 / max(1, len(runs))
     for ax, (metric, label) in zip(axes, PLOTTED):
         for i, run in enumerate(runs):
             tables = run.metrics.get(split, {})
             stats = [_value(tables.get(g, {}), metric) for g in GROUPS]
             xs = np.arange(len(GROUPS)) + (i - (len(runs) - 1) / 2) * width
-            ax.bar(xs, [s[0] for s in stats], width, yerr=[s[1] for s in stats], label=run.label, capsize=2)
+            ax.errorbar(
+                xs, [s[0] for s in stats], yerr=[s[1] for s in stats], fmt="o", ms=5, capsize=3, label=run.label
+            )
         ax.set_xticks(np.arange(len(GROUPS)), GROUPS)
+        ax.set_xlim(-0.5, len(GROUPS) - 0.5)
         ax.set_title(label)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(runs)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 * ((len(runs) + 2) // 3), 1, 1))
     return _png(fig)
 
 
@@ -252,22 +259,59 @@ def _speed_rows(bench: dict) -> list[dict]:
     return rows
 
 
+def read_bench(path: Path) -> dict:
+    """A `leader bench --out` JSON, or the median of several (`python -m benchmarks.run --only
+    runtime` writes ``{"median": ..., "runs": [...]}``); one clear error for a JSON that is neither,
+    rather than a speed section with nothing in it."""
+    bench = read_json(path, "bench JSON")
+    if isinstance(bench, dict) and "engines" not in bench and isinstance(bench.get("median"), dict):
+        bench = bench["median"]
+    if not isinstance(bench, dict) or not isinstance(bench.get("engines"), dict) or not bench["engines"]:
+        raise LeaderError(
+            f"{path}: not a `leader bench` JSON (no engines); pass --bench the file `leader bench --out` wrote"
+        )
+    return bench
+
+
 def _speed(plt, bench: dict) -> tuple[str, str]:
-    """Bars of per-visit latency and file size per engine, plus the same figures as a table."""
+    """Per-visit latency and file size per engine as labelled points on log axes (engines differ by
+    orders of magnitude, and a bar on a log axis has no true zero to stand on), plus the same
+    figures as a table."""
+    from matplotlib import ticker
+
     rows = _speed_rows(bench)
     names = [r["engine"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-    latency = [r.get("p50_ms") or np.nan for r in rows]
-    axes[0].bar(names, latency, color="tab:blue")
-    axes[0].set_yscale("log")
-    axes[0].set_title("per-visit latency, batch 1 (ms, log scale)")
-    size = [(r.get("size_bytes") or np.nan) / 1e6 for r in rows]
-    axes[1].bar(names, size, color="tab:orange")
-    axes[1].set_yscale("log")
-    axes[1].set_title("model size (MB, log scale)")
-    for ax in axes:
-        ax.tick_params(axis="x", rotation=20, labelsize=8)
-        ax.grid(axis="y", alpha=0.3)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.9 + 0.45 * len(rows)))
+    panels = (
+        (
+            [r.get("p50_ms") or np.nan for r in rows],
+            "per-visit latency, batch 1 (ms, log scale)",
+            "tab:blue",
+            "{:.3g} ms",
+        ),
+        (
+            [(r.get("size_bytes") or np.nan) / 1e6 for r in rows],
+            "model size (MB, log scale)",
+            "tab:orange",
+            "{:.3g} MB",
+        ),
+    )
+    for ax, (values, title, color, text) in zip(axes, panels):
+        ys = np.arange(len(rows))[::-1]
+        ax.plot(values, ys, "o", color=color)
+        for value, y in zip(values, ys):
+            if np.isfinite(value):
+                ax.annotate(text.format(value), (value, y), xytext=(6, 4), textcoords="offset points", fontsize=8)
+        ax.set_yticks(ys, names, fontsize=8)
+        ax.set_ylim(-0.6, len(rows) - 0.4)
+        if np.isfinite(values).any():
+            ax.set_xscale("log")
+            low, high = np.nanmin(values), np.nanmax(values)
+            ax.set_xlim(low / 2, high * 3)
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())  # labelled minor ticks overlap within a decade
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     head = (
         "<tr><th>engine</th><th>p50 ms (batch 1)</th><th>p99 ms</th><th>visits/s (batch 256)</th><th>size MB</th></tr>"
@@ -356,6 +400,7 @@ def run(cfg: ReportConfig) -> Path:
     if not cfg.runs:
         raise LeaderError("give at least one run folder to report on")
     runs = _strongest_first([_load(Path(folder)) for folder in cfg.runs])
+    bench = read_bench(cfg.bench) if cfg.bench else None
     sections = [f"<h1>{html.escape(cfg.title)}</h1>"]
     hashes = sorted({r.record.get("dataset", {}).get("sha256", "")[:12] for r in runs})
     sections.append(
@@ -380,8 +425,7 @@ def run(cfg: ReportConfig) -> Path:
     curves = _curves(plt, runs)
     if curves:
         sections.append(f"<h2>Training curves</h2><img alt='training curves' src='{curves}'>")
-    if cfg.bench:
-        bench = read_json(cfg.bench, "bench JSON")
+    if bench is not None:
         image, table = _speed(plt, bench)
         sections.append(f"<h2>Speed and size</h2>{table}<img alt='speed and size' src='{image}'>")
     page = f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(cfg.title)}</title><style>{STYLE}</style></head><body>{''.join(sections)}</body></html>"

@@ -75,3 +75,23 @@ def test_report_says_which_models_do_not_clear_the_strongest_baseline(tmp_path):
     assert "<li>teacher: -20.0 std, below it: not yet meaningful, use the baseline instead</li>" in page
     assert "<li>student &lt;KD&gt;: +5.0 std, above it: a result</li>" in page
     assert "frequency" not in page  # baselines are the bar, not judged against it
+
+
+def test_report_reads_a_median_of_benches_and_refuses_a_json_without_engines(baseline_runs, tmp_path):
+    """The runtime benchmark's ``{"median": ..., "runs": [...]}`` is read through its median; a JSON
+    with no engines is one error before anything is written, not an empty speed section."""
+    from leader.errors import LeaderError
+    from leader.report import read_bench
+
+    engine = {"batch1_p50_ms": 0.2, "batch1_p99_ms": 0.4, "batch256_grouped_visits_per_s": 3e4, "bytes": 2e6}
+    median = tmp_path / "median.json"
+    median.write_text(json.dumps({"median": {"engines": {"onnx_fp32": engine}}, "runs": []}))
+    assert read_bench(median)["engines"]["onnx_fp32"] == engine
+    for body in ({"median": {}, "runs": []}, {"engines": {}}, [1, 2]):
+        wrong = tmp_path / "wrong.json"
+        wrong.write_text(json.dumps(body))
+        with pytest.raises(LeaderError, match="not a `leader bench` JSON"):
+            read_bench(wrong)
+        out = tmp_path / "r.html"
+        assert main(["report", str(baseline_runs[0]), "--bench", str(wrong), "--out", str(out)]) == 2
+        assert not out.exists()
