@@ -22,6 +22,7 @@ RESUMABLE = (
     "out",
     "external_data",
     "cache_features",
+    "refit_head",
     "checkpointing",
 )
 
@@ -102,6 +103,8 @@ class TeachConfig:
     """Keep only each layer's input and recompute the layer in the backward pass: SmolLM2-135M at 8 x 256 tokens peaks at 1.9 GB instead of 3.3 GB, for about a third more compute. Always on when one prompt can be over 1,024 tokens."""
     cache_features: bool = True
     """When training ends, also write the feature cache of every split (what `leader distill` reads, as `leader teach features` would) and score validation and test from it instead of a second pass (not with --split external or several processes)."""
+    refit_head: bool = True
+    """When training ends, refit the medication head on the cached states of the training split (L-BFGS, L2 chosen on validation) and keep it if its validation PR-AUC beats the trained head's (needs --cache-features)."""
     resume: bool = False
     """Continue the run in --out from its last checkpoint."""
     progress: bool = True
@@ -178,5 +181,27 @@ class FeaturesConfig:
 
     def __post_init__(self):
         self.teacher, self.data = Path(self.teacher), Path(self.data)
+        if self.batch_size <= 0 or self.threads < 0:
+            raise LeaderError("--batch-size must be positive and --threads 0 or more")
+
+
+@dataclass
+class RefitConfig:
+    """Options of `leader teach refit`: refit a trained teacher's head on its cached states."""
+
+    teacher: Path
+    """Teacher run folder (made by `leader teach`)."""
+    data: Path | None = None
+    """Prepared dataset the teacher was trained on (default: the one its run.json names)."""
+    batch_size: int = 16
+    """Samples per forward pass, when the feature cache has to be computed first."""
+    progress: bool = True
+    """Show a progress bar on stderr."""
+    threads: int = 0
+    """CPU threads for torch (0: every core)."""
+
+    def __post_init__(self):
+        self.teacher = Path(self.teacher)
+        self.data = Path(self.data) if self.data is not None else None
         if self.batch_size <= 0 or self.threads < 0:
             raise LeaderError("--batch-size must be positive and --threads 0 or more")

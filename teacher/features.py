@@ -54,31 +54,37 @@ def ensure_features(teacher_dir: str | Path, dataset, batch_size: int = 16, prog
             return folder
     except LeaderError:
         pass  # missing, stale or corrupt: compute again
-    import torch
-    from safetensors.torch import save_file
-
     teacher = load_teacher(teacher_dir)
     hidden, logits = run_teacher(teacher, samples, dataset.titles, batch_size, progress)
-    index = {
-        "sample_ids": sample_ids,
-        "teacher_sha256": sha,
-        "dataset_sha256": dataset.sha256,
-        "target": info["target"],
-        "hidden_size": int(hidden.shape[1]),
-        "n_samples": len(sample_ids),
-        "n_medications": int(logits.shape[1]),
-        "precision": "bf16" if teacher.autocast is not None else "fp32",
-    }
-    with atomic_dir(folder, overwrite=True, marker=INDEX_FILE) as tmp:
-        tensors = {
-            "hidden": torch.from_numpy(hidden.astype(np.float16)),
-            "logits": torch.from_numpy(logits.astype(np.float32)),
-        }
-        save_file(tensors, tmp / FEATURES_FILE, metadata={"teacher_sha256": sha, "dataset_sha256": dataset.sha256})
-        (tmp / INDEX_FILE).write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
+    precision = "bf16" if teacher.autocast is not None else "fp32"
+    write_features(folder, sample_ids, hidden, logits, sha, dataset, info["target"], precision)
     if progress:
         print(f"teacher features: {len(sample_ids)} samples x {hidden.shape[1]} -> {folder}", file=sys.stderr)
     return folder
+
+
+def write_features(folder: Path, sample_ids, hidden, logits, sha: str, dataset, target: str, precision) -> None:
+    """Write (replace) the cache folder of `dataset`: hidden states as fp16, logits as fp32."""
+    import torch
+    from safetensors.torch import save_file
+
+    index = {
+        "sample_ids": list(sample_ids),
+        "teacher_sha256": sha,
+        "dataset_sha256": dataset.sha256,
+        "target": target,
+        "hidden_size": int(hidden.shape[1]),
+        "n_samples": len(sample_ids),
+        "n_medications": int(logits.shape[1]),
+        "precision": precision,
+    }
+    with atomic_dir(folder, overwrite=True, marker=INDEX_FILE) as tmp:
+        tensors = {
+            "hidden": torch.from_numpy(np.ascontiguousarray(hidden, dtype=np.float16)),
+            "logits": torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32)),
+        }
+        save_file(tensors, tmp / FEATURES_FILE, metadata={"teacher_sha256": sha, "dataset_sha256": dataset.sha256})
+        (tmp / INDEX_FILE).write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
 
 
 def load_features(teacher_dir: str | Path, dataset) -> tuple[list[str], np.ndarray, np.ndarray]:

@@ -86,8 +86,13 @@ def score_and_finish(cfg, accelerator, dataset, splits, backbone, prior=None) ->
     needs anyway, instead of a second one over validation and test.
     """
     if cfg.cache_features and accelerator.num_processes == 1 and cfg.external_data is None:
-        logits = _cached_logits(cfg, dataset, splits)
+        logits = _cached_logits(cfg, dataset, splits, prior)
     else:
+        if cfg.refit_head:
+            print(
+                "note: the head is not refitted: that needs the feature cache (--cache-features, one process, not --split external)",
+                file=sys.stderr,
+            )
         teacher = load_teacher(cfg.out)
         logits = {}
         for name in ("val", "test"):
@@ -115,6 +120,8 @@ def score_and_finish(cfg, accelerator, dataset, splits, backbone, prior=None) ->
     write_metrics(cfg.out, metrics)
     split = {"how": cfg.split, "seed": cfg.seed, "target": cfg.target}
     name = f"teacher ({backbone.name}{', prior ' + prior.path.name if prior is not None else ''})"
+    if (info.get("training") or {}).get("refit", {}).get("kept"):
+        name = name[:-1] + ", head refitted)"
     extra = {"prior": prior.record()} if prior is not None else {}
     write_run(cfg.out, "teacher", name, dataset, split, thresholds, cfg.to_dict(), **extra)
     (cfg.out / "config.json").unlink(missing_ok=True)  # run.json holds the resolved options now: one copy
@@ -126,11 +133,15 @@ def score_and_finish(cfg, accelerator, dataset, splits, backbone, prior=None) ->
     )
 
 
-def _cached_logits(cfg, dataset, splits) -> dict[str, np.ndarray]:
-    """Validation and test logits from the teacher's feature cache (written here when missing)."""
+def _cached_logits(cfg, dataset, splits, prior=None) -> dict[str, np.ndarray]:
+    """Validation and test logits from the teacher's feature cache (written here when missing),
+    after the head is refitted on it (`leader.teacher.refit`) unless --no-refit-head."""
     from .features import ensure_features, load_features
+    from .refit import refit_head
 
     ensure_features(cfg.out, dataset, batch_size=cfg.eval_batch_size, progress=cfg.progress)
+    if cfg.refit_head:
+        refit_head(cfg.out, dataset, splits, prior)
     ids, _, logits = load_features(cfg.out, dataset)
     row = {sample_id: k for k, sample_id in enumerate(ids)}
     return {name: logits[[row[s.sample_id] for s in splits[name]]] for name in ("val", "test")}

@@ -301,7 +301,8 @@ def tiny_model(tmp_path_factory, rule_dataset_path):
 
 
 def teach_args(data, out, model, *extra) -> list[str]:
-    """`leader teach` on the tiny model: 4 fp32 steps in batches of 4, validation every 2."""
+    """`leader teach` on the tiny model: 4 fp32 steps in batches of 4, validation every 2, the head
+    as training left it (--no-refit-head: tests/test_teacher_refit.py tests the refit)."""
     return [
         "teach",
         "--data",
@@ -319,6 +320,7 @@ def teach_args(data, out, model, *extra) -> list[str]:
         "--precision",
         "fp32",
         "--no-progress",
+        "--no-refit-head",
         *extra,
     ]
 

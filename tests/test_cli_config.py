@@ -28,7 +28,7 @@ from leader.data.config import EicuConfig, FhirConfig, JsonlConfig, MimicConfig,
 from leader.export.config import BenchConfig, ExportConfig, PredictConfig
 from leader.export.serve.config import ServeConfig
 from leader.student.config import DistillConfig
-from leader.teacher.config import FeaturesConfig, TeachConfig
+from leader.teacher.config import FeaturesConfig, RefitConfig, TeachConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {
@@ -40,6 +40,7 @@ COMMANDS = {
     "distill": DistillConfig,
     "teach": TeachConfig,
     "teach features": FeaturesConfig,
+    "teach refit": RefitConfig,
     "export": ExportConfig,
     "predict": PredictConfig,
     "bench": BenchConfig,

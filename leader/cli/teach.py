@@ -18,7 +18,7 @@ import typer
 from leader.cli.app import app
 from leader.cli.options import option
 from leader.errors import LeaderError
-from leader.teacher.config import FeaturesConfig, TeachConfig
+from leader.teacher.config import FeaturesConfig, RefitConfig, TeachConfig
 
 teach_app = typer.Typer(
     help="Train the teacher (a LoRA-tuned LLM with a medication head) or cache its features (`features`).",
@@ -68,6 +68,7 @@ def teach(
     threads: int = _opt("threads"),
     checkpointing: bool = _opt("checkpointing"),
     cache_features: bool = _opt("cache_features"),
+    refit_head: bool = _opt("refit_head"),
     resume: bool = _opt("resume"),
     progress: bool = _opt("progress"),
 ) -> None:
@@ -110,3 +111,23 @@ def features(
 
     folder = ensure_features(cfg.teacher, load_dataset(cfg.data), batch_size=cfg.batch_size, progress=cfg.progress)
     print(folder)
+
+
+@teach_app.command("refit")
+def refit(
+    teacher: Path = option(RefitConfig, "teacher"),
+    data: Path | None = option(RefitConfig, "data"),
+    batch_size: int = option(RefitConfig, "batch_size"),
+    progress: bool = option(RefitConfig, "progress"),
+    threads: int = option(RefitConfig, "threads"),
+) -> None:
+    """Refit a trained teacher's medication head on its cached states (what `leader teach` does
+    when training ends): kept only if validation PR-AUC improves, then validation and test are scored again."""
+    cfg = RefitConfig(**locals())  # every parameter is a RefitConfig field of the same name
+    from leader.teacher.refit import refit_run
+
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    refit_run(cfg.teacher, cfg.data, batch_size=cfg.batch_size, progress=cfg.progress)
