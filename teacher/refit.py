@@ -8,12 +8,14 @@ exactly in seconds. Here it is solved on the training split for each L2 weight o
 (with a prior, on top of the baseline's logits, as training does), and the solution with the
 best validation PR-AUC replaces the trained head if it beats the trained head's own validation
 PR-AUC (the criterion that kept the best training step); otherwise nothing changes. The test
-split is never read. The head keeps its input statistics (``center``, ``scale``), so
-`leader evaluate`, the runtime and a reloaded teacher use the new weights unchanged, and the
+split is never read. The refitted head reads states standardised by the training split's own
+statistics (`input_statistics`; the trained head's came from the calibration samples) and stores
+them with its weights, so `leader evaluate` and a reloaded teacher apply it unchanged; the
 feature cache gets the new logits under the new teacher sha256.
 
-Synthetic cohort, the teacher of RESULTS.md ("A teacher that starts from the strongest
-baseline"): validation PR-AUC 0.7794 -> 0.7857, test Jaccard 0.5237 -> 0.5344 (the prior alone 0.5270).
+Synthetic cohort, the teacher of RESULTS.md ("The teacher's head refitted on its cached
+states"): validation PR-AUC 0.7794 -> 0.7857, test Jaccard 0.5222 -> 0.5333 (the baseline
+alone 0.5262).
 """
 
 from __future__ import annotations

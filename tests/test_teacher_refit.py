@@ -133,6 +133,8 @@ def test_leader_teach_refit_on_a_finished_teacher(tiny_teacher, rule_dataset_pat
     call changes nothing."""
     from leader.cli import main
 
+    assert main(["teach", "refit", "--teacher", str(tmp_path / "missing")]) == 2
+    assert "run folder not found" in capsys.readouterr().err
     out = tmp_path / "teacher"
     shutil.copytree(tiny_teacher, out)
     before = json.loads((out / "metrics.json").read_text())
