@@ -6,7 +6,7 @@
 Stages: synthetic cohort -> stats -> baselines (frequency; logistic with its defaults, the strongest
 cheap baseline: note words, history and L2 chosen on validation, about 20 s) -> teacher (started
 from that baseline's logits, `leader teach --prior`) and its feature cache -> students (no teacher, feature KD, logit KD; side by side when there are several
-cores) -> ONNX export of the logit-KD student (fp32 + int8, model card) -> bench -> report, then a closing table whose
+cores) -> ONNX export of the student with the best validation Jaccard (fp32 + int8, model card) -> bench -> report, then a closing table whose
 first row is the strongest baseline (`leader.baseline.strongest_first`): the bar the teacher and
 the students have to clear. Under the table each model is placed against that bar in bootstrap
 standard deviations (`leader.baseline.standings`), so a row below it is not read as a result.
@@ -184,8 +184,8 @@ MODEL_RUNS = ("frequency", "logistic", "teacher", "student-no-teacher", "student
 STUDENTS = (
     ("student-no-teacher", dict(no_teacher=True, name="student (no teacher)")),
     ("student-kd", dict(beta=0.0, name="student (KD)")),
-    # logit KD alone: the student that matched the strongest baseline (RESULTS.md, "A teacher that
-    # starts from the strongest baseline"); feature KD did not carry the teacher's gain
+    # logit KD alone: the one KD that kept the teacher's ranking on the synthetic cohort and beat
+    # the baseline on eICU (RESULTS.md); the demo exports whichever student validates best
     ("student", dict(alpha=0.0, gamma=1.0, name="student (logit KD)")),
 )
 
@@ -227,6 +227,17 @@ def _distill_quietly(options: dict) -> str:
     return chatter.getvalue()
 
 
+def chosen_student(paths: dict) -> Path:
+    """The student the demo exports: the one of `STUDENTS` with the best validation Jaccard (on
+    the synthetic cohort no student is reliably best: RESULTS.md, "Three seeds of the students";
+    the test split stays out of the choice)."""
+
+    def val_jaccard(key: str) -> float:
+        return read_json(paths[key] / "metrics.json", "student metrics")["val"]["overall"]["jaccard_samples"]["value"]
+
+    return paths[max((key for key, _ in STUDENTS), key=val_jaccard)]
+
+
 def _deploy_stages(cfg: DemoConfig, stage, paths: dict) -> None:
     from leader.export.bench import BenchConfig
     from leader.export.bench import run as run_bench
@@ -234,12 +245,15 @@ def _deploy_stages(cfg: DemoConfig, stage, paths: dict) -> None:
     from leader.export.onnx_export import run as run_export
     from leader.report import ReportConfig
     from leader.report import run as run_report
+    from leader.runinfo import read_run
 
+    student = chosen_student(paths)
+    _say(f"exported student: {read_run(student).get('name', student.name)} (the best validation Jaccard of the three)")
     stage(
         "ONNX export (fp32 + int8, card)",
         paths["onnx"].with_suffix(".int8.onnx"),
         lambda: run_export(
-            ExportConfig(student=paths["student"], out=paths["onnx"], int8=True, force=cfg.quick, overwrite=True)
+            ExportConfig(student=student, out=paths["onnx"], int8=True, force=cfg.quick, overwrite=True)
         ),
     )
     stage(
@@ -248,7 +262,7 @@ def _deploy_stages(cfg: DemoConfig, stage, paths: dict) -> None:
         lambda: run_bench(
             BenchConfig(
                 model=paths["onnx"],
-                student=paths["student"],
+                student=student,
                 teacher=paths["teacher"],
                 out=paths["bench"],
                 latency_calls=300 if cfg.quick else 2000,

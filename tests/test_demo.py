@@ -43,3 +43,23 @@ def test_readme_python_snippet_runs(quick_demo, capsys):
     exec(compile(code.replace("runs/model.onnx", str(quick_demo / "model.onnx")), "README.md", "exec"), {})
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 4 and printed[1].startswith("[(")
+
+
+def test_quick_demo_exports_the_student_that_validates_best(quick_demo, capsys):
+    """The exported model is the student with the best validation Jaccard; the demo says which."""
+    import json
+
+    import onnx
+
+    students = ("student-no-teacher", "student-kd", "student")
+    val = {
+        json.loads((quick_demo / s / "run.json").read_text())["name"]: json.loads(
+            (quick_demo / s / "metrics.json").read_text()
+        )["val"]["overall"]["jaccard_samples"]["value"]
+        for s in students
+    }
+    meta = {p.key: p.value for p in onnx.load(str(quick_demo / "model.onnx"), load_external_data=False).metadata_props}
+    exported = json.loads(meta["leader.model"])["name"]
+    assert val[exported] == max(val.values())
+    assert main(["demo", "--quick", "--patients", "120", "--out", str(quick_demo)]) == 0
+    assert f"exported student: {exported} (the best validation Jaccard of the three)" in capsys.readouterr().err
