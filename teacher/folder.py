@@ -30,7 +30,7 @@ from leader.runinfo import versions, write_run
 from leader.safejson import loads
 from leader.scoring import score, write_metrics
 
-from .infer import TEACHER_FORMAT, gather_logits, load_teacher
+from .infer import TEACHER_FORMAT, gather_logits, load_teacher, sigmoid
 from .prompt import encode
 
 TEACHER_FILES = ("adapter_config.json", "adapter_model.safetensors", "head.safetensors", "teacher.json")
@@ -110,41 +110,67 @@ def score_and_finish(cfg, accelerator, dataset, splits, backbone, prior=None) ->
             )
             if teacher.prior is not None:
                 logits[name] = logits[name] + teacher.prior.logits(splits[name])
-    probs = {name: 1.0 / (1.0 + np.exp(-values.astype(np.float64))) for name, values in logits.items()}
     if not accelerator.is_main_process:
         return
-    thresholds, metrics = score(probs["val"], probs["test"], splits["val"], splits["test"], dataset)
-    info = read_json(cfg.out / "teacher.json", "teacher.json")
-    info["threshold"] = thresholds
-    write_json(cfg.out / "teacher.json", info)
-    write_metrics(cfg.out, metrics)
+    thresholds, metrics = write_scores(cfg.out, dataset, splits, logits)
     split = {"how": cfg.split, "seed": cfg.seed, "target": cfg.target}
-    name = f"teacher ({backbone.name}{', prior ' + prior.path.name if prior is not None else ''})"
-    if (info.get("training") or {}).get("refit", {}).get("kept"):
-        name = name[:-1] + ", head refitted)"
+    refitted = bool(
+        (read_json(cfg.out / "teacher.json", "teacher.json").get("training") or {}).get("refit", {}).get("kept")
+    )
     extra = {"prior": prior.record()} if prior is not None else {}
+    name = run_name(backbone.name, prior, refitted)
     write_run(cfg.out, "teacher", name, dataset, split, thresholds, cfg.to_dict(), **extra)
     (cfg.out / "config.json").unlink(missing_ok=True)  # run.json holds the resolved options now: one copy
+    print_test_line(cfg.out, metrics, thresholds)
+
+
+def run_name(backbone_name: str, prior=None, refitted: bool = False) -> str:
+    """A teacher run's name in result tables: its base model, its prior, whether its head was refitted."""
+    parts = [backbone_name] + ([f"prior {prior.path.name}"] if prior is not None else [])
+    return f"teacher ({', '.join(parts + (['head refitted'] if refitted else []))})"
+
+
+def write_scores(out: Path, dataset, splits: dict, logits: dict) -> tuple:
+    """Tune the decision threshold on validation and score validation and test from their logits
+    (`leader.scoring.score`); the threshold goes into teacher.json, the tables into metrics.json.
+    Returns (thresholds, metrics)."""
+    probs = {name: sigmoid(logits[name]) for name in ("val", "test")}
+    thresholds, metrics = score(probs["val"], probs["test"], splits["val"], splits["test"], dataset)
+    info = read_json(out / "teacher.json", "teacher.json")
+    info["threshold"] = thresholds
+    write_json(out / "teacher.json", info)
+    write_metrics(out, metrics)
+    return thresholds, metrics
+
+
+def print_test_line(out: Path, metrics: dict, thresholds) -> None:
     overall = metrics["test"]["overall"]
     print(
         f"teacher: test Jaccard {overall['jaccard_samples']['value']:.4f}, PR-AUC {overall['pr_auc_samples']['value'] or 0:.4f} "
-        f"(threshold {thresholds:.3f}) -> {cfg.out}",
+        f"(threshold {thresholds:.3f}) -> {out}",
         file=sys.stderr,
     )
+
+
+def cached_split_logits(out: Path, dataset, splits: dict) -> dict[str, np.ndarray]:
+    """Validation and test logits of the teacher in `out`, read from its feature cache of `dataset`."""
+    from .features import load_features
+
+    ids, _, logits = load_features(out, dataset)
+    row = {sample_id: k for k, sample_id in enumerate(ids)}
+    return {name: logits[[row[s.sample_id] for s in splits[name]]] for name in ("val", "test")}
 
 
 def _cached_logits(cfg, dataset, splits, prior=None) -> dict[str, np.ndarray]:
     """Validation and test logits from the teacher's feature cache (written here when missing),
     after the head is refitted on it (`leader.teacher.refit`) unless --no-refit-head."""
-    from .features import ensure_features, load_features
+    from .features import ensure_features
     from .refit import refit_head
 
     ensure_features(cfg.out, dataset, batch_size=cfg.eval_batch_size, progress=cfg.progress)
     if cfg.refit_head:
         refit_head(cfg.out, dataset, splits, prior)
-    ids, _, logits = load_features(cfg.out, dataset)
-    row = {sample_id: k for k, sample_id in enumerate(ids)}
-    return {name: logits[[row[s.sample_id] for s in splits[name]]] for name in ("val", "test")}
+    return cached_split_logits(cfg.out, dataset, splits)
 
 
 def trim_log(path: Path, step: int) -> None:

@@ -255,4 +255,9 @@ def predict_probs(run_dir: Path, samples: list, dataset) -> np.ndarray:
         return np.zeros((0, len(info["medications"])))
     teacher = load_teacher(run_dir)
     _, logits = run_teacher(teacher, samples, dataset.titles, progress=sys.stderr.isatty())
-    return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    return sigmoid(logits)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Probabilities float64 of teacher logits (the teacher's one conversion)."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))

@@ -67,7 +67,7 @@ def refit_head(out: Path, dataset, splits: dict, prior=None) -> dict:
     from leader.samples import make_samples
 
     from .features import INDEX_FILE, features_dir, load_features, write_features
-    from .infer import read_teacher_info, teacher_sha256
+    from .infer import read_teacher_info, sigmoid, teacher_sha256
     from .model import input_statistics
 
     info = read_teacher_info(out)
@@ -84,12 +84,12 @@ def refit_head(out: Path, dataset, splits: dict, prior=None) -> dict:
         rows = [row[s.sample_id] for s in splits[name]]
         parts[name] = (states[rows], prior_logits[rows], labels_matrix(splits[name], dataset.medications), rows)
     val_x, val_offsets, val_labels, val_rows = parts["val"]
-    trained = pr_auc_samples(val_labels, _sigmoid(cached[val_rows]))
+    trained = pr_auc_samples(val_labels, sigmoid(cached[val_rows]))
     tried = {}
     best = None
     for l2 in L2_GRID:
         weight, bias = fit_head(*parts["train"][:3], l2)
-        score = pr_auc_samples(val_labels, _sigmoid(val_x @ weight.numpy().T + bias.numpy() + val_offsets))
+        score = pr_auc_samples(val_labels, sigmoid(val_x @ weight.numpy().T + bias.numpy() + val_offsets))
         tried[str(l2)] = round(float(score), 6)
         if best is None or score > best[0]:
             best = (score, l2, weight, bias)
@@ -119,10 +119,6 @@ def refit_head(out: Path, dataset, splits: dict, prior=None) -> dict:
     return record
 
 
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
-
-
 def refit_run(teacher_dir: Path, data: Path | None = None, batch_size: int = 16, progress: bool = True) -> dict:
     """`leader teach refit`: the same stage for a teacher trained before it existed (or with
     --no-refit-head). Computes the feature cache when missing, refits, and when the refit is kept
@@ -132,9 +128,9 @@ def refit_run(teacher_dir: Path, data: Path | None = None, batch_size: int = 16,
     from leader.errors import LeaderError
     from leader.runinfo import read_run
     from leader.samples import rebuild_split
-    from leader.scoring import score, write_metrics
 
-    from .features import ensure_features, load_features
+    from .features import ensure_features
+    from .folder import cached_split_logits, print_test_line, run_name, write_scores
     from .infer import read_teacher_info
     from .prior import recorded_prior
 
@@ -155,22 +151,10 @@ def refit_run(teacher_dir: Path, data: Path | None = None, batch_size: int = 16,
     ensure_features(teacher_dir, dataset, batch_size=batch_size, progress=progress)
     result = refit_head(teacher_dir, dataset, splits, prior)
     if result["kept"]:
-        ids, _, logits = load_features(teacher_dir, dataset)
-        row = {sample_id: k for k, sample_id in enumerate(ids)}
-        probs = {name: _sigmoid(logits[[row[s.sample_id] for s in splits[name]]]) for name in ("val", "test")}
-        thresholds, metrics = score(probs["val"], probs["test"], splits["val"], splits["test"], dataset)
-        info = read_json(teacher_dir / "teacher.json", "teacher.json")
-        info["threshold"] = thresholds
-        write_json(teacher_dir / "teacher.json", info)
-        write_metrics(teacher_dir, metrics)
+        logits = cached_split_logits(teacher_dir, dataset, splits)
+        thresholds, metrics = write_scores(teacher_dir, dataset, splits, logits)
         record["thresholds"] = thresholds
-        if record.get("name", "").endswith(")"):
-            record["name"] = record["name"][:-1] + ", head refitted)"  # as `leader teach` names it
+        record["name"] = run_name(info["base_model"]["name"], prior, refitted=True)  # as `leader teach` names it
         write_json(teacher_dir / "run.json", record)
-        overall = metrics["test"]["overall"]
-        print(
-            f"teacher: test Jaccard {overall['jaccard_samples']['value']:.4f}, "
-            f"PR-AUC {overall['pr_auc_samples']['value'] or 0:.4f} -> {teacher_dir}",
-            file=sys.stderr,
-        )
+        print_test_line(teacher_dir, metrics, thresholds)
     return result

@@ -51,7 +51,7 @@ from .backbone import bf16_supported, load_backbone, resolve
 from .checkpoint import CHECKPOINT, LoopState, load_checkpoint, save_checkpoint
 from .config import TeachConfig
 from .folder import score_and_finish, trim_log, write_teacher
-from .infer import forward, gather_logits
+from .infer import forward, gather_logits, sigmoid
 from .model import (
     TeacherModel,
     add_lora,
@@ -547,7 +547,7 @@ class _Loop:
         )
         if self.offsets is not None:
             logits = logits + self.offsets["val"]
-        probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        probs = sigmoid(logits)
         y = self.labels["val"]
         score = pr_auc_samples(y, probs) or 0.0
         threshold = tune_threshold(y, probs)
