@@ -130,9 +130,9 @@ def refit_run(teacher_dir: Path, data: Path | None = None, batch_size: int = 16,
     from leader.samples import rebuild_split
 
     from .features import ensure_features
-    from .folder import cached_split_logits, print_test_line, run_name, write_scores
     from .infer import read_teacher_info
     from .prior import recorded_prior
+    from .scores import cached_split_logits, print_test_line, run_name, write_scores
 
     teacher_dir = Path(teacher_dir)
     record = read_run(teacher_dir, "teacher")
