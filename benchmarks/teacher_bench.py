@@ -7,9 +7,12 @@ extraction tokens/s, and the share of padding in the teacher's batches.
 
 Everything runs the embedded SmolLM2-135M-Instruct on real prompts of the cohort, batched as
 `leader teach` batches them (length-grouped, batch 8, --max-tokens 256, each batch run in parts of
-at most `MICRO_BATCH_SLOTS` token slots). Training counts real
+at most `training_slots` token slots). Training counts real
 (non-pad) tokens through forward, backward and the AdamW step; one warm-up step is not timed.
 Features time the merged bf16 model `leader teach features` uses (batch 16, sorted by length).
+Both run compiled (`leader teach --compile`, the default) and eager (--no-compile), one warm-up
+step or batch untimed. The bf16 ceiling is read before every mode and the median taken: on a
+shared VM it moves by tens of percent from one minute to the next.
 Prints a markdown table and writes benchmarks/results/teacher.json.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -25,10 +29,11 @@ from pathlib import Path
 from benchmarks.machine import cpu
 
 RESULTS = Path(__file__).resolve().parent / "results" / "teacher.json"
-MODES = ("fp32", "bf16", "bf16-dropout", "bf16-checkpointed", "4bit")
-"""Training modes timed: weights and autocast, with `leader teach`'s default LoRA dropout except in
-bf16-dropout (0.1); bf16-checkpointed recomputes each layer in the backward pass (what prompts
-longer than `MICRO_BATCH_SLOTS` train with), in whole batches."""
+MODES = ("fp32", "bf16", "bf16-eager", "bf16-dropout", "bf16-checkpointed", "4bit")
+"""Training modes timed: weights and autocast, with `leader teach`'s defaults (LoRA dropout 0,
+blocks compiled) except in bf16-eager (--no-compile) and bf16-dropout (0.1); bf16-checkpointed
+recomputes each layer in the backward pass (what prompts longer than `MICRO_BATCH_SLOTS` train
+with), in whole batches, eager as `leader teach` runs it."""
 TARGETS = {  # share of the measured bf16 ceiling, by CPU kind (the performance issue)
     "amx": {"training": 0.25, "features": 0.50},
     "avx512_bf16": {"training": 0.50, "features": 0.75},
@@ -51,7 +56,7 @@ def _train_rate(backbone, mode: str, tokens, labels, batches, steps: int, max_to
 
     from leader.teacher.config import TeachConfig
     from leader.teacher.model import collate, micro_batches
-    from leader.teacher.train import MICRO_BATCH_SLOTS, build_model
+    from leader.teacher.train import build_model, training_slots
 
     torch.manual_seed(0)
     cfg = TeachConfig(
@@ -59,10 +64,11 @@ def _train_rate(backbone, mode: str, tokens, labels, batches, steps: int, max_to
         out=".",
         quantize="4bit" if mode == "4bit" else None,
         max_tokens=max_tokens,
+        compile=mode != "bf16-eager",
         **({"lora_dropout": 0.1} if mode == "bf16-dropout" else {}),
     )
     model, tokenizer = build_model(cfg, backbone, "fp32" if mode == "fp32" else "bf16", labels.shape[1])
-    slots = MICRO_BATCH_SLOTS
+    slots = training_slots(model)
     if mode == "bf16-checkpointed":
         model.backbone.base_model.model.activation_checkpointing_enable(
             activation_checkpointing_kwargs={"use_reentrant": False}
@@ -89,11 +95,11 @@ def _train_rate(backbone, mode: str, tokens, labels, batches, steps: int, max_to
     return done / (time.perf_counter() - start)
 
 
-def _feature_rate(backbone, tokens, n_labels: int, batch_size: int) -> float:
+def _feature_rate(backbone, tokens, n_labels: int, batch_size: int, compile: bool) -> float:
     """Real tokens per second of the merged bf16 teacher (what `leader teach features` runs)."""
     import torch
 
-    from leader.teacher.backbone import bf16_supported, load_backbone
+    from leader.teacher.backbone import bf16_supported, compile_layers, load_backbone
     from leader.teacher.config import PROJECTIONS
     from leader.teacher.infer import forward
     from leader.teacher.model import TeacherModel, add_lora
@@ -101,6 +107,8 @@ def _feature_rate(backbone, tokens, n_labels: int, batch_size: int) -> float:
     use_bf16 = bf16_supported()
     base, tokenizer = load_backbone(backbone, dtype=torch.bfloat16 if use_bf16 else None)
     model = TeacherModel(add_lora(base, 8, 32, 0.1, PROJECTIONS).merge_and_unload(), n_labels)
+    if compile:
+        compile_layers(model)
     autocast = torch.bfloat16 if use_bf16 else None
     forward(model, tokens[:batch_size], tokenizer.pad_token_id, batch_size, torch.device("cpu"), autocast)  # warm-up
     start = time.perf_counter()
@@ -159,9 +167,9 @@ def run(data: Path | None, steps: int, batch_size: int, max_tokens: int, n_featu
     lengths = [len(t) for t in tokens]
     labels = labels_matrix(train, dataset.medications)
     batches = length_batches(lengths, batch_size, seed=0)
+    ceilings = [_matmul_gflops()]
     result = {
         "machine": _machine(),
-        "bf16_matmul_gflops": _matmul_gflops(),
         "forward_flops_per_token": _flops_per_token(backbone),
         "setup": {
             "model": backbone.name,
@@ -180,7 +188,12 @@ def run(data: Path | None, steps: int, batch_size: int, max_tokens: int, n_featu
     for mode in MODES:
         result["train_tokens_per_s"][mode] = _train_rate(backbone, mode, tokens, labels, batches, steps, max_tokens)
         print(f"train {mode}: {result['train_tokens_per_s'][mode]:.0f} tokens/s", file=sys.stderr, flush=True)
-    result["feature_tokens_per_s"] = _feature_rate(backbone, tokens[:n_features], len(dataset.medications), 16)
+        ceilings.append(_matmul_gflops())
+    for compiled, key in ((True, "feature_tokens_per_s"), (False, "feature_tokens_per_s_eager")):
+        result[key] = _feature_rate(backbone, tokens[:n_features], len(dataset.medications), 16, compiled)
+        ceilings.append(_matmul_gflops())
+    result["bf16_matmul_gflops_readings"] = [round(c, 1) for c in ceilings]
+    result["bf16_matmul_gflops"] = statistics.median(ceilings)
     return result
 
 
@@ -209,6 +222,11 @@ def table(result: dict) -> str:
             f"{rate['bf16']:,.0f} tokens/s = {100 * train_share:.1f}% of the training ceiling",
             share(train_share, "training"),
         ),
+        (
+            "training, bf16, blocks not compiled (--no-compile)",
+            f"{rate['bf16-eager']:,.0f} tokens/s = {100 * rate['bf16-eager'] / (ceiling / 2):.1f}%",
+            "–",
+        ),
         ("training, bf16, LoRA dropout 0.1", f"{rate['bf16-dropout']:,.0f} tokens/s", "–"),
         ("training, bf16, activation checkpointing", f"{rate['bf16-checkpointed']:,.0f} tokens/s", "–"),
         (
@@ -217,9 +235,15 @@ def table(result: dict) -> str:
             "report; >= 1.0 x where the CPU allows",
         ),
         (
-            "features, merged bf16",
+            "features, merged bf16, blocks compiled (`leader teach features`)",
             f"{result['feature_tokens_per_s']:,.0f} tokens/s = {100 * feature_share:.1f}% of the forward ceiling",
             share(feature_share, "features"),
+        ),
+        (
+            "features, merged bf16, not compiled (--no-compile)",
+            f"{result['feature_tokens_per_s_eager']:,.0f} tokens/s = "
+            f"{100 * result['feature_tokens_per_s_eager'] / ceiling:.1f}%",
+            "–",
         ),
         ("padding share, training batches", f"{100 * pad['train_batches']:.1f}%", "< 10%"),
         ("padding share, feature batches", f"{100 * pad['feature_batches']:.1f}%", "< 10%"),
@@ -227,7 +251,8 @@ def table(result: dict) -> str:
     lines = [
         f"CPU: {machine['processor']} ({', '.join(machine['bf16_flags']) or 'no bf16 instructions'}; "
         f"{'AMX' if kind == 'amx' else 'no AMX'}); bf16 matmul {result['bf16_matmul_gflops']:,.0f} GFLOP/s on "
-        f"{machine['cpus']} threads (the ceiling), so the linear layers alone cap a forward pass at {ceiling:,.0f} "
+        f"{machine['cpus']} threads (the ceiling: median of {len(result['bf16_matmul_gflops_readings'])} readings, "
+        f"{min(result['bf16_matmul_gflops_readings']):,.0f}-{max(result['bf16_matmul_gflops_readings']):,.0f}), so the linear layers alone cap a forward pass at {ceiling:,.0f} "
         f"tokens/s and a training step (forward + input gradients) at about {ceiling / 2:,.0f}.",
         "",
         f"Teacher: {setup['model']} + LoRA r=8, batch {setup['batch_size']}, prompts <= {setup['max_tokens']} tokens "

@@ -151,6 +151,7 @@ def _teacher_stages(cfg: DemoConfig, stage, paths: dict, out: Path) -> None:
             eval_every=15,
             batch_size=8,
             max_tokens=128,
+            compile=False,  # compiling a tiny model costs more than its 30 steps take
             prior=paths["logistic"],
             seed=cfg.seed,
             progress=cfg.progress,

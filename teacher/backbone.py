@@ -4,6 +4,7 @@
     resolve("/m/model.gguf")     -> converted once into $LEADER_CACHE/gguf/<sha256>/ (safetensors)
     resolve("/m/hf-folder")      -> used as is (config.json + *.safetensors + tokenizer)
     load_backbone(spec, ...)     -> (AutoModel without LM head, tokenizer)
+    compile_layers(model)        -> each transformer block compiled in place (or why not)
 
 A GGUF loads in ~12 s (dequantisation) against ~1 s from safetensors, and bitsandbytes refuses
 to quantise a GGUF in the same `from_pretrained`, hence the one-time conversion. Nothing here
@@ -12,9 +13,11 @@ may reach a model hub: HF_HUB_OFFLINE is set and every load is `local_files_only
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib.util
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +144,7 @@ def load_backbone(backbone: Backbone, quantize: str | None = None, dtype=None, a
     from transformers import AutoModel, AutoTokenizer
 
     _quiet()
+    keep_freed_memory()
     kwargs = {"local_files_only": True, "use_safetensors": True, "dtype": dtype or torch.float32}
     if attention is not None:
         kwargs["attn_implementation"] = attention
@@ -170,6 +174,52 @@ def load_backbone(backbone: Backbone, quantize: str | None = None, dtype=None, a
     tokenizer.padding_side = "right"
     model.config.use_cache = False
     return model, tokenizer
+
+
+# glibc mallopt parameters: allocations below the mmap threshold come from the heap and are reused;
+# freed heap is handed back only above the trim threshold
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_HEAP_REUSE = {_M_MMAP_THRESHOLD: 32 << 20, _M_TRIM_THRESHOLD: 1 << 30}
+
+
+def keep_freed_memory() -> None:
+    """Let freed activations be reused instead of returned to the OS. A teacher's activations
+    (SmolLM2 at 16 x 256 tokens: 12 MB a tensor) are above glibc's first mmap threshold, so each
+    was mapped, zeroed page by page and unmapped again: 11 million page faults and 31 s of system
+    time for 640 feature prompts, 0.4 million and 5 s with this (features 1,484 -> 1,748 tokens/s,
+    BENCHMARKS.md). `return_freed_memory` still trims when a stage ends. No-op off glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    for parameter, value in _HEAP_REUSE.items():
+        libc.mallopt(parameter, value)
+
+
+COMPILED = "decoder layers"
+"""What `compile_layers` returns when it compiled the blocks (teacher.json training.compiled)."""
+
+
+def compile_layers(model) -> str:
+    """Compile every transformer block of `model` in place with `torch.compile` (dynamic shapes),
+    so a block's norms, rotary embedding, attention softmax, LoRA products and dtype casts run as
+    fused kernels around the matrix products. The blocks share one compiled graph (compiling the
+    whole model instead took 7 minutes on 2 cores; a block, about 30 s once, then the inductor
+    cache). Parameter names and the state dict do not change. Returns what was done, for
+    teacher.json: "decoder layers", or why not (no C++ compiler for torch's CPU code generator)."""
+    import torch
+
+    if not torch.cuda.is_available() and not any(shutil.which(c) for c in (os.environ.get("CXX") or "g++", "c++")):
+        return "off: no C++ compiler (g++) for torch.compile"
+    blocks = [m for m in model.modules() if type(m).__name__.endswith("DecoderLayer")]
+    if not blocks:
+        return "off: no decoder layers found"
+    # every block runs one code object, compiled once per mode (training, validation, inference,
+    # a batch of one row...); past torch's default of 8 variants it would fall back to eager
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    for block in blocks:
+        block.compile(dynamic=True)
+    return COMPILED
 
 
 def _bnb_config(quantize: str):

@@ -24,6 +24,7 @@ RESUMABLE = (
     "cache_features",
     "refit_head",
     "checkpointing",
+    "compile",
 )
 
 
@@ -101,6 +102,8 @@ class TeachConfig:
     """CPU threads for torch (0: torch's default, every core; fewer helps on a busy machine)."""
     checkpointing: bool = False
     """Keep only each layer's input and recompute the layer in the backward pass: SmolLM2-135M at 8 x 256 tokens peaks at 1.9 GB instead of 3.3 GB, for about a third more compute. Always on when one prompt can be over 1,024 tokens."""
+    compile: bool = True
+    """Compile each transformer block with torch.compile (fused kernels around the products; about 30 s the first time, then torch's on-disk cache): SmolLM2-135M trains 1.29x faster on 2 CPU cores (BENCHMARKS.md). Needs a C++ compiler on a CPU (off, with a note, without one); not with --quantize or activation checkpointing."""
     cache_features: bool = True
     """When training ends, also write the feature cache of every split (what `leader distill` reads, as `leader teach features` would) and score validation and test from it instead of a second pass (not with --split external or several processes)."""
     refit_head: bool = True
@@ -178,6 +181,8 @@ class FeaturesConfig:
     """Show a progress bar on stderr."""
     threads: int = 0
     """CPU threads for torch (0: every core)."""
+    compile: bool = True
+    """Run the teacher's transformer blocks compiled with torch.compile (as `leader teach --compile`); needs a C++ compiler on a CPU."""
 
     def __post_init__(self):
         self.teacher, self.data = Path(self.teacher), Path(self.data)

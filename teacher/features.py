@@ -39,8 +39,11 @@ def features_dir(teacher_dir: str | Path, dataset) -> Path:
     return Path(teacher_dir) / "features" / dataset.sha256[:16]
 
 
-def ensure_features(teacher_dir: str | Path, dataset, batch_size: int = 16, progress: bool = True) -> Path:
-    """Compute the features of every sample of `dataset` unless a valid cache exists; return its folder."""
+def ensure_features(
+    teacher_dir: str | Path, dataset, batch_size: int = 16, progress: bool = True, compile: bool = False
+) -> Path:
+    """Compute the features of every sample of `dataset` unless a valid cache exists; return its
+    folder (`compile`: run the teacher's blocks compiled, `leader.teacher.backbone.compile_layers`)."""
     teacher_dir = Path(teacher_dir)
     info = read_teacher_info(teacher_dir)
     check_labels(info, dataset, teacher_dir)
@@ -54,7 +57,7 @@ def ensure_features(teacher_dir: str | Path, dataset, batch_size: int = 16, prog
             return folder
     except LeaderError:
         pass  # missing, stale or corrupt: compute again
-    teacher = load_teacher(teacher_dir)
+    teacher = load_teacher(teacher_dir, compile=compile)
     hidden, logits = run_teacher(teacher, samples, dataset.titles, batch_size, progress)
     precision = "bf16" if teacher.autocast is not None else "fp32"
     write_features(folder, sample_ids, hidden, logits, sha, dataset, info["target"], precision)

@@ -61,6 +61,7 @@ def write_teacher(cfg, inner, backbone, dataset, settings, precision, state, pri
             },
             "training": {
                 "precision": precision,
+                "compiled": inner.compiled,
                 "steps": state.step,
                 "best_step": state.best_step,
                 "best_val_pr_auc": state.best_score,
@@ -130,7 +131,7 @@ def _cached_logits(cfg, dataset, splits, prior=None) -> dict[str, np.ndarray]:
     from .features import ensure_features
     from .refit import refit_head
 
-    ensure_features(cfg.out, dataset, batch_size=cfg.eval_batch_size, progress=cfg.progress)
+    ensure_features(cfg.out, dataset, batch_size=cfg.eval_batch_size, progress=cfg.progress, compile=cfg.compile)
     if cfg.refit_head:
         refit_head(cfg.out, dataset, splits, prior)
     return cached_split_logits(cfg.out, dataset, splits)

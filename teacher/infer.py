@@ -86,13 +86,14 @@ def check_labels(info: dict, dataset, run_dir) -> None:
         )
 
 
-def load_teacher(run_dir: str | Path, precision: str = "auto") -> LoadedTeacher:
-    """Load a teacher run folder for inference (`precision`: auto, bf16 or fp32)."""
+def load_teacher(run_dir: str | Path, precision: str = "auto", compile: bool = False) -> LoadedTeacher:
+    """Load a teacher run folder for inference (`precision`: auto, bf16 or fp32; `compile`: its
+    transformer blocks with torch.compile, which pays over a whole dataset, not a few samples)."""
     import torch
     from peft import PeftModel
     from safetensors.torch import load_file
 
-    from .backbone import bf16_supported, load_backbone, resolve
+    from .backbone import bf16_supported, compile_layers, load_backbone, resolve
     from .model import TeacherModel
 
     run_dir = Path(run_dir)
@@ -126,6 +127,8 @@ def load_teacher(run_dir: str | Path, precision: str = "auto") -> LoadedTeacher:
             f"{run_dir}/head.safetensors does not fit the model and labels of teacher.json; train the teacher again"
         )
     teacher.load_head_state(head)
+    if compile and quantize is None:
+        teacher.compiled = compile_layers(model)
     device = torch.device("cuda") if torch.cuda.is_available() and quantize is None else torch.device("cpu")
     teacher.to(device).eval()
     settings = PromptSettings(**info["prompt"])

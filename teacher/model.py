@@ -44,6 +44,8 @@ class TeacherModel(nn.Module):
             raise LeaderError(f"--pooling must be one of {', '.join(POOLINGS)}, got '{pooling}'")
         self.backbone = backbone
         self.pooling = pooling
+        self.compiled = "off"
+        """What `leader.teacher.backbone.compile_layers` did to the backbone ("decoder layers"), or why not."""
         hidden = backbone.config.hidden_size
         # The head reads the pooled state standardised per dimension (`calibrate_head` sets the
         # statistics from training samples). An LLM's last hidden state has a few huge, nearly

@@ -47,7 +47,7 @@ from leader.io import lock_out, read_json, write_json
 from leader.metrics import jaccard_samples, labels_matrix, pr_auc_samples, tune_threshold
 from leader.samples import split_samples
 
-from .backbone import bf16_supported, load_backbone, resolve
+from .backbone import COMPILED, bf16_supported, compile_layers, load_backbone, resolve
 from .checkpoint import CHECKPOINT, LoopState, load_checkpoint, save_checkpoint
 from .config import TeachConfig
 from .folder import score_and_finish, trim_log, write_teacher
@@ -69,13 +69,15 @@ from .prompt import PromptSettings, encode
 EVALS_PER_RUN = 3  # validations in an --eval-every 0 run: a 1-epoch run rarely needs more, and each costs steps
 LOG_EVERY = 10  # steps between training-loss lines in metrics.jsonl
 CALIBRATE_STEPS = 8  # steps timed before the schedule is fitted to --max-minutes
-# Token slots (rows x longest prompt) per forward pass in training; a larger batch runs in parts.
-# SmolLM2-135M keeps ~1.4 MB of activations a token for the backward pass, 2.9 GB for a whole
-# 8 x 256 batch. 512 keeps a training process under 2 GB (peak RSS of bf16 steps of 8 x 256 in a
-# fresh process, AMD EPYC, 2 threads: 1,024 slots 2.71 GB at 518 tokens/s, 512 slots 1.74 GB at
-# 496, 256 slots 1.33 GB at 378). Prompts longer than this train with activation checkpointing
-# (`build_model`).
-MICRO_BATCH_SLOTS = 512
+# Token slots (rows x longest prompt) per forward pass in training with compiled blocks; a larger
+# batch runs in parts, and eager blocks take half as many (`training_slots`). Eager SmolLM2-135M
+# keeps ~1.4 MB of activations a token for the backward pass, 2.9 GB for a whole 8 x 256 batch
+# (peak RSS of bf16 steps of 8 x 256 in a fresh process, AMD EPYC, 2 threads: 1,024 slots 2.71 GB
+# at 518 tokens/s, 512 slots 1.74 GB at 496, 256 slots 1.33 GB at 378); compiled blocks keep
+# less (`leader teach --max-steps 4`: 1,024 slots 1.73 GB, 512 slots 1.55 GB) and run 6% faster
+# at 1,024 than at 512 (six alternating rounds). Prompts longer than this train with activation
+# checkpointing (`build_model`).
+MICRO_BATCH_SLOTS = 1024
 EAGER_MAX_TOKENS = 512  # longest prompts trained with eager attention on a CPU (see training_attention)
 
 
@@ -257,6 +259,12 @@ def _seeded_subset(n: int, k: int, seed: int) -> list[int]:
     return sorted(random.Random(seed).sample(range(n), k))
 
 
+def training_slots(model: TeacherModel) -> int:
+    """Token slots per forward pass in training: `MICRO_BATCH_SLOTS` with compiled blocks, half
+    as many eager, whose backward pass keeps more activations (the memory figures above)."""
+    return MICRO_BATCH_SLOTS if model.compiled == COMPILED else MICRO_BATCH_SLOTS // 2
+
+
 def training_attention(max_tokens: int) -> str | None:
     """The attention implementation to train with: on a CPU, eager attention for prompts up to
     EAGER_MAX_TOKENS (its backward is ~2x faster than sdpa's there; 15% of a SmolLM2 step at 192
@@ -269,13 +277,15 @@ def training_attention(max_tokens: int) -> str | None:
 def build_model(cfg: TeachConfig, backbone, precision: str, n_labels: int) -> tuple[TeacherModel, object]:
     """Backbone (frozen, in the autocast dtype) + LoRA adapters + the medication head, as `cfg`
     and `precision` (fp32, bf16, fp16) say, with activation checkpointing when asked
-    (--checkpointing) or when --max-tokens is over MICRO_BATCH_SLOTS; also what the teacher
+    (--checkpointing) or when --max-tokens is over MICRO_BATCH_SLOTS, its transformer blocks
+    compiled (--compile; `TeacherModel.compiled` says what was done); also what the teacher
     benchmark times."""
     # autocast would cast the frozen weights on every forward anyway (ARCHITECTURE.md: 718 vs 649
     # tokens/s); the LoRA weights and the head stay fp32
     low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision) if cfg.quantize is None else None
     base, tokenizer = load_backbone(backbone, cfg.quantize, dtype=low, attention=training_attention(cfg.max_tokens))
-    if cfg.checkpointing or 0 < MICRO_BATCH_SLOTS < cfg.max_tokens:
+    checkpointed = cfg.checkpointing or 0 < MICRO_BATCH_SLOTS < cfg.max_tokens
+    if checkpointed:
         # one prompt alone is over the token budget of a forward pass: keep only each layer's
         # input and recompute the layer in the backward pass (a third more compute, a small
         # fraction of the memory); non-reentrant, so dropout masks are replayed exactly
@@ -287,7 +297,14 @@ def build_model(cfg: TeachConfig, backbone, precision: str, n_labels: int) -> tu
         if hasattr(module, "support_avx512bf16_for_cpu"):
             module.support_avx512bf16_for_cpu = False
     lora = add_lora(base, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules)
-    return TeacherModel(lora, n_labels, cfg.pooling), tokenizer
+    model = TeacherModel(lora, n_labels, cfg.pooling)
+    if not cfg.compile:
+        model.compiled = "off: --no-compile"
+    elif cfg.quantize is not None or checkpointed:
+        model.compiled = "off: not with --quantize or activation checkpointing"
+    else:
+        model.compiled = compile_layers(lora)
+    return model, tokenizer
 
 
 def _calibrate(cfg, accelerator, inner, tokens, labels, pad_id: int, state: LoopState, prior=None) -> None:
@@ -367,6 +384,7 @@ class _Loop:
         self.optimizer, self.scheduler, self.state = optimizer, scheduler, state
         self.tokens, self.labels, self.pad_id, self.best = tokens, labels, pad_id, best
         self.lengths = [len(t) for t in tokens["train"]]
+        self.slots = training_slots(inner)
         self.n_batches = math.ceil(len(self.lengths) / cfg.batch_size)
         self._epoch, self._batches = -1, []
         self.eval_seconds = 0.0  # what a validation costs: estimated with the budget, then the last one's time
@@ -469,10 +487,10 @@ class _Loop:
         self._checkpoint()
 
     def _micro(self, batch: list[int], sync: bool):
-        """Forward and backward of one micro-batch, in parts of at most MICRO_BATCH_SLOTS token
+        """Forward and backward of one micro-batch, in parts of at most `training_slots` token
         slots (`micro_batches`): each part's mean loss is weighted by its share of the rows, so
         the gradients add up to the whole micro-batch's. Returns its mean loss."""
-        parts = micro_batches(batch, self.lengths, MICRO_BATCH_SLOTS)
+        parts = micro_batches(batch, self.lengths, self.slots)
         total = torch.zeros((), device=self.acc.device)
         for k, part in enumerate(parts):
             ids, mask = collate([self.tokens["train"][i] for i in part], self.pad_id)

@@ -302,7 +302,8 @@ def tiny_model(tmp_path_factory, rule_dataset_path):
 
 def teach_args(data, out, model, *extra) -> list[str]:
     """`leader teach` on the tiny model: 4 fp32 steps in batches of 4, validation every 2, the head
-    as training left it (--no-refit-head: tests/test_teacher_refit.py tests the refit)."""
+    as training left it (--no-refit-head: tests/test_teacher_refit.py tests the refit), blocks not
+    compiled (--no-compile: a compile costs more than 4 steps save; tests/test_teacher_compile.py)."""
     return [
         "teach",
         "--data",
@@ -321,6 +322,7 @@ def teach_args(data, out, model, *extra) -> list[str]:
         "fp32",
         "--no-progress",
         "--no-refit-head",
+        "--no-compile",
         *extra,
     ]
 

@@ -37,6 +37,7 @@ def test_tiny_teacher_to_evaluated_student(rule_dataset_path, tiny_model, tmp_pa
             "--precision",
             "fp32",
             "--no-cache-features",
+            "--no-compile",
         ]
     )
     assert code == 0, capsys.readouterr().err

@@ -184,7 +184,7 @@ def test_resume_keeps_the_prior(prior_teacher, prior, rule_dataset_path, tiny_mo
 
     real_save = crash_teacher_after_step(monkeypatch)
     out = tmp_path / "resumed"
-    options = dict(max_steps=4, eval_every=2, batch_size=4, precision="fp32", progress=False)
+    options = dict(max_steps=4, eval_every=2, batch_size=4, precision="fp32", progress=False, compile=False)
     cfg = TeachConfig(data=rule_dataset_path, out=out, base_model=str(tiny_model), prior=prior, **options)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train.run(cfg)
@@ -226,7 +226,7 @@ def test_resume_refuses_a_prior_changed_mid_run(prior, rule_dataset_path, tiny_m
     shutil.copytree(prior, mine)
     real_save = crash_teacher_after_step(monkeypatch)
     out = tmp_path / "resumed"
-    options = dict(max_steps=4, eval_every=2, batch_size=4, precision="fp32", progress=False)
+    options = dict(max_steps=4, eval_every=2, batch_size=4, precision="fp32", progress=False, compile=False)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train.run(TeachConfig(data=rule_dataset_path, out=out, base_model=str(tiny_model), prior=mine, **options))
     monkeypatch.setattr(train, "save_checkpoint", real_save)

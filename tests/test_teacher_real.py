@@ -75,7 +75,7 @@ def test_teach_and_features_on_smollm2(smollm2, hand_dataset, tmp_path):
     the standardised states the head reads (the Intel AMX failure of issue 15 was 0.31 apart).
     Bound: 15% of max |logit| and cosine >= 0.9; the bugs above give 94-126% and cosines below 0.
     """
-    from leader.teacher.backbone import bf16_supported
+    from leader.teacher.backbone import COMPILED, bf16_supported
     from leader.teacher.features import ensure_features, load_features
     from leader.teacher.infer import load_teacher, run_teacher
 
@@ -98,6 +98,9 @@ def test_teach_and_features_on_smollm2(smollm2, hand_dataset, tmp_path):
     assert info["base_model"] == {"spec": "smollm2-135m", "name": "SmolLM2-135M-Instruct", "sha256": smollm2.sha256}
     precision = "bf16" if bf16_supported() else "fp32"  # --precision auto: bf16 where the CPU has fast bf16
     assert info["hidden_size"] == 576 and info["training"]["precision"] == precision
+    # the blocks train compiled (the default) wherever torch has a C++ compiler to compile them with
+    compiler = shutil.which("g++") or shutil.which("c++")
+    assert info["training"]["compiled"] == (COMPILED if compiler else "off: no C++ compiler (g++) for torch.compile")
     folder = ensure_features(out, hand_dataset, batch_size=4, progress=False)  # written by teach (batches of 16)
     assert json.loads((folder / "index.json").read_text())["precision"] == precision
     ids, hidden, logits = load_features(out, hand_dataset)
@@ -106,7 +109,8 @@ def test_teach_and_features_on_smollm2(smollm2, hand_dataset, tmp_path):
     assert len(ids) == n and hidden.shape == (n, 576) and logits.shape == (n, len(hand_dataset.medications))
     assert np.isfinite(hidden.astype(np.float32)).all() and np.isfinite(logits).all()
     shutil.rmtree(folder)
-    ensure_features(out, hand_dataset, batch_size=16, progress=False)  # computed again: the same bits
+    # computed again as teach computed it (compiled blocks, batches of 16): the same bits
+    ensure_features(out, hand_dataset, batch_size=16, progress=False, compile=True)
     _, hidden1, logits1 = load_features(out, hand_dataset)
     np.testing.assert_array_equal(hidden1, hidden)
     np.testing.assert_array_equal(logits1, logits)

@@ -67,6 +67,7 @@ def teach(
     eval_batch_size: int = _opt("eval_batch_size"),
     threads: int = _opt("threads"),
     checkpointing: bool = _opt("checkpointing"),
+    compile: bool = _opt("compile"),
     cache_features: bool = _opt("cache_features"),
     refit_head: bool = _opt("refit_head"),
     resume: bool = _opt("resume"),
@@ -98,6 +99,7 @@ def features(
     batch_size: int = option(FeaturesConfig, "batch_size"),
     progress: bool = option(FeaturesConfig, "progress"),
     threads: int = option(FeaturesConfig, "threads"),
+    compile: bool = option(FeaturesConfig, "compile"),
 ) -> None:
     """Compute (once) the teacher's pooled hidden states and logits of every sample of a dataset."""
     cfg = FeaturesConfig(**locals())  # every parameter is a FeaturesConfig field of the same name
@@ -109,7 +111,9 @@ def features(
 
         torch.set_num_threads(cfg.threads)
 
-    folder = ensure_features(cfg.teacher, load_dataset(cfg.data), batch_size=cfg.batch_size, progress=cfg.progress)
+    folder = ensure_features(
+        cfg.teacher, load_dataset(cfg.data), batch_size=cfg.batch_size, progress=cfg.progress, compile=cfg.compile
+    )
     print(folder)
 
 
