@@ -304,6 +304,8 @@ def build_model(cfg: TeachConfig, backbone, precision: str, n_labels: int) -> tu
         model.compiled = "off: not with --quantize or activation checkpointing"
     else:
         model.compiled = compile_layers(lora)
+        if model.compiled != COMPILED:
+            print(f"note: the teacher trains eager ({model.compiled.removeprefix('off: ')})", file=sys.stderr)
     return model, tokenizer
 
 

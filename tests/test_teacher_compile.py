@@ -52,13 +52,14 @@ def test_compiled_blocks_compute_what_eager_blocks_compute(tiny_model, tmp_path)
         assert (grads["compiled"][name] - value).abs().max() <= 1e-4 * value.abs().max(), name
 
 
-def test_without_a_cxx_compiler_the_blocks_stay_eager(tiny_model, tmp_path, monkeypatch):
+def test_without_a_cxx_compiler_the_blocks_stay_eager(tiny_model, tmp_path, monkeypatch, capsys):
     import leader.teacher.backbone as backbone
 
     monkeypatch.setattr(backbone.shutil, "which", lambda name: None)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     model = _model(tiny_model, tmp_path, True)
     assert model.compiled == "off: no C++ compiler (g++) for torch.compile"
+    assert "note: the teacher trains eager (no C++ compiler (g++) for torch.compile)" in capsys.readouterr().err
     assert all(getattr(m, "_compiled_call_impl", None) is None for m in model.modules())
 
 
