@@ -30,7 +30,13 @@ class LoopState:
     step: int = 0
     """Optimizer steps done."""
     total_steps: int = 0
-    """Steps planned (shrunk once to fit --max-minutes)."""
+    """Steps planned (fitted to --max-minutes after the calibration steps and after each validation)."""
+    steps_cap: int = 0
+    """Steps --epochs or --max-steps allow: a re-plan never goes past them (0: a checkpoint from before it)."""
+    decay_since: int = 0
+    """Step where a re-plan moved total_steps (0: never); the rate decays linearly from there."""
+    decay_start: float = 1.0
+    """The schedule's factor at decay_since."""
     eval_every: int = 1
     """Steps between validations."""
     planned: bool = False

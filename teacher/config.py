@@ -95,7 +95,7 @@ class TeachConfig:
     patience: int = 3
     """Stop after this many evaluations without a better validation PR-AUC."""
     max_minutes: float | None = None
-    """Time budget of the training loop (steps and validations; loading and the final scoring come on top): after a few timed steps the schedule is shrunk to fit it."""
+    """Time budget of the training loop (steps and validations; loading and the final scoring come on top): after a few timed steps the schedule is shrunk to fit it, and after each validation it is fitted again at the speed measured so far, so the learning rate reaches 0 near the end of the budget."""
     eval_batch_size: int = 16
     """Samples per batch when evaluating."""
     threads: int = 0

@@ -106,14 +106,26 @@ def _accelerator(precision: str) -> Accelerator:
     return Accelerator(mixed_precision=mixed, cpu=not torch.cuda.is_available())
 
 
-def lr_factor(step: int, total: int, warmup: int) -> float:
+def lr_factor(step: int, total: int, warmup: int, since: int = 0, start: float = 1.0) -> float:
     """Linear warmup over `warmup` steps, then linear decay to 0 at `total`; run by torch's
     `LambdaLR`. Not `transformers.get_linear_schedule_with_warmup` (its warmup starts at lr 0, so
     the first step would not train) nor a `SequentialLR` of `LinearLR`s: both fix `total` when
-    built, and --max-minutes moves it after the calibration steps (`LoopState.total_steps`)."""
+    built, and --max-minutes moves it after the calibration steps (`LoopState.total_steps`).
+
+    A run re-planned after warmup (`_Loop._replan`) decays from the factor `start` it had at step
+    `since` to 0 at the new `total`, so the rate never jumps."""
+    if since:
+        return max(0.0, start * (total - step) / max(1, total - since))
     if step < warmup:
         return (step + 1) / (warmup + 1)
     return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def _lr_factor(state: LoopState, step: int, warmup_share: float) -> float:
+    """The schedule's factor at `step` for the plan `state` holds now."""
+    return lr_factor(
+        step, state.total_steps, int(warmup_share * state.total_steps), state.decay_since, state.decay_start
+    )
 
 
 def _prepare_folder(cfg: TeachConfig, dataset_sha: str) -> bool:
@@ -196,14 +208,13 @@ def _run(cfg: TeachConfig) -> Path:
     planned = cfg.max_steps or max(1, math.ceil(cfg.epochs * n_batches / (world * cfg.grad_accum)))
     state = LoopState(
         total_steps=planned,
+        steps_cap=planned,
         eval_every=cfg.eval_every or max(1, planned // EVALS_PER_RUN),
         world=world,
         dataset_sha256=dataset.sha256,
         prior_sha256=prior.sha256 if prior is not None else "",
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, state.total_steps, int(cfg.warmup * state.total_steps))
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(state, s, cfg.warmup))
     # every error a user can cause has happened by now: the run folder may appear
     created = not cfg.out.exists()
     accelerator.wait_for_everyone()
@@ -390,6 +401,7 @@ class _Loop:
         self.n_batches = math.ceil(len(self.lengths) / cfg.batch_size)
         self._epoch, self._batches = -1, []
         self.eval_seconds = 0.0  # what a validation costs: estimated with the budget, then the last one's time
+        self.step_seconds, self.step_tokens = 0.0, 0  # this session's timed steps (not the first): the measured speed
         self.offsets = None  # {"train": [N, M], "val": [n, M]}: the --prior baseline's logits, or None
 
     def batch(self, index: int) -> list[int]:
@@ -424,6 +436,7 @@ class _Loop:
         )
         loss_sum, loss_n, tokens_window, window_start = 0.0, 0, 0, time.perf_counter()
         session_start, session_steps, calib_start, calib_tokens = time.perf_counter(), 0, 0.0, 0
+        last_end = session_start  # where the last step (or validation) ended: a step's time is all of the loop's since
         seconds_before = state.seconds
         self.model.train()
         while state.step < state.total_steps:
@@ -452,6 +465,9 @@ class _Loop:
                 calib_start = now
             else:
                 calib_tokens += step_tokens
+                self.step_seconds += now - last_end
+                self.step_tokens += step_tokens
+            last_end = now
             if cfg.max_minutes and not state.planned and session_steps == 1 + CALIBRATE_STEPS:
                 self._fit_budget((now - calib_start) / max(calib_tokens, 1))
                 bar.total = state.total_steps
@@ -476,7 +492,11 @@ class _Loop:
                 self._evaluate()
                 self.eval_seconds = time.perf_counter() - started
                 state.seconds = seconds_before + time.perf_counter() - session_start
+                if not over_budget:  # the loop stops after this validation: nothing left to plan
+                    self._replan()
+                    bar.total = state.total_steps
                 self._checkpoint()
+                last_end = time.perf_counter()
                 if state.evals_since_best >= cfg.patience:
                     state.stopped = "early stopping"
                     break
@@ -523,22 +543,30 @@ class _Loop:
             over = bool(broadcast(torch.tensor([int(over)], device=self.acc.device)).item())
         return over
 
+    def _seconds_per_step(self, seconds_per_token: float) -> float:
+        """A step's predicted cost: length-grouped batches differ in length several-fold, so it
+        comes from the mean tokens of a step rather than from the steps timed."""
+        mean_tokens = sum(self.lengths) / self.n_batches * self.cfg.grad_accum * self.acc.num_processes
+        return seconds_per_token * mean_tokens
+
+    def _agree(self, value: int) -> int:
+        """The main process's `value`, on every process."""
+        if self.acc.num_processes == 1:
+            return value
+        return int(broadcast(torch.tensor([value], dtype=torch.int64, device=self.acc.device)).item())
+
     def _fit_budget(self, seconds_per_token: float) -> None:
         """Shrink the planned steps so steps plus validations fit the time budget (same on every process).
 
-        `seconds_per_token` was timed over a few steps (all processes' real tokens); length-grouped
-        batches differ in length several-fold, so a step's cost is predicted from the mean tokens
-        of a step rather than from the few steps timed.
+        `seconds_per_token` was timed over a few steps (all processes' real tokens).
         """
-        state, world = self.state, self.acc.num_processes
-        seconds_per_step = seconds_per_token * sum(self.lengths) / self.n_batches * self.cfg.grad_accum * world
+        state = self.state
+        seconds_per_step = self._seconds_per_step(seconds_per_token)
         # a validation pass costs about a third of training on the same tokens (forward only)
         eval_seconds = seconds_per_token * sum(len(t) for t in self.tokens["val"]) / 3.0
         self.eval_seconds = eval_seconds
         left = self._budget_left() - EVALS_PER_RUN * eval_seconds
-        fit = state.step + max(1, int(left / seconds_per_step))
-        value = torch.tensor([min(state.total_steps, fit)], dtype=torch.int64, device=self.acc.device)
-        state.total_steps = int(broadcast(value).item()) if self.acc.num_processes > 1 else int(value.item())
+        state.total_steps = self._agree(min(state.total_steps, state.step + max(1, int(left / seconds_per_step))))
         if not self.cfg.eval_every:
             state.eval_every = max(1, state.total_steps // EVALS_PER_RUN)
         state.planned = True
@@ -550,6 +578,30 @@ class _Loop:
                 "total_steps": state.total_steps,
             }
         )
+
+    def _replan(self) -> None:
+        """After a validation of a --max-minutes run: fit the steps left to the budget left, at the
+        speed measured over this session's steps and the last validation's cost.
+
+        The few calibration steps misjudge a long run (the machine's speed drifts, compiled blocks
+        meet new shapes, batches differ in length), and a plan too long ends the run on the clock
+        before the learning rate has decayed; a plan too short wastes the budget. The rate decays
+        on from where it is (`lr_factor`'s `since`), never past the steps --epochs allows.
+        """
+        state = self.state
+        if not (self.cfg.max_minutes and state.planned and self.step_tokens) or state.step >= state.total_steps:
+            return
+        seconds_per_step = self._seconds_per_step(self.step_seconds / self.step_tokens)
+        per_step = seconds_per_step + self.eval_seconds / state.eval_every
+        fit = state.step + max(1, int((self._budget_left() - self.eval_seconds) / per_step))
+        fit = self._agree(min(state.steps_cap or state.total_steps, fit))
+        if fit == state.total_steps:
+            return
+        if state.decay_since or state.step >= int(self.cfg.warmup * state.total_steps):
+            # past warmup: decay on from the rate of now (during warmup the plan just moves its end)
+            state.decay_since, state.decay_start = state.step, _lr_factor(state, state.step, self.cfg.warmup)
+        state.total_steps = fit
+        self._log({"step": state.step, "event": "re-planned", "seconds_per_step": seconds_per_step, "total_steps": fit})
 
     def _evaluate(self) -> None:
         state = self.state

@@ -190,10 +190,60 @@ def test_the_time_budget_shrinks_the_schedule(rule_dataset_path, tiny_model, tmp
     assert event["step"] == 1 + train.CALIBRATE_STEPS
     planned = 100 * -(-len(split_samples(load_dataset(rule_dataset_path))["train"]) // 4)
     assert train.CALIBRATE_STEPS < event["total_steps"] < planned / 10
-    assert 0.8 * event["total_steps"] <= info["steps"] <= event["total_steps"]  # the plan about fits
+    last_plan = [r for r in log if r.get("event") in ("time budget", "re-planned")][-1]
+    assert 0.8 * last_plan["total_steps"] <= info["steps"] <= last_plan["total_steps"]  # the plan about fits
     assert info["stopped"] in ("steps", "time budget")
     assert info["seconds"] <= 0.5 * 60 + 1  # the last validation fits in the budget (to a few clock readings)
     assert [r["lr"] for r in log if "lr" in r][-1] < 0.2 * cfg.lr
+
+
+def test_a_run_that_slows_down_is_re_planned_and_still_decays(rule_dataset_path, tiny_model, tmp_path, monkeypatch):
+    """The machine halves its speed right after the calibration steps (a fake clock: 0.1 s a
+    reading, then 0.2 s): the plan made from the calibration is twice too long, so without a
+    re-plan the budget would stop the run at about half its schedule with the learning rate
+    still near half. The validations re-fit the steps left, the rate decays from where it was
+    without a jump, and the run still fits its budget."""
+    import types
+
+    import leader.teacher.train as train
+    from leader.teacher.config import TeachConfig
+
+    now, tick = [0.0], [0.1]
+
+    def reading():
+        now[0] += tick[0]
+        return now[0]
+
+    monkeypatch.setattr(train, "time", types.SimpleNamespace(perf_counter=reading))
+    fit_budget = train._Loop._fit_budget
+
+    def slow_down_after(self, seconds_per_token):
+        fit_budget(self, seconds_per_token)
+        tick[0] = 0.2
+
+    monkeypatch.setattr(train._Loop, "_fit_budget", slow_down_after)
+    out = tmp_path / "slower"
+    cfg = TeachConfig(
+        data=rule_dataset_path,
+        out=out,
+        base_model=str(tiny_model),
+        epochs=100,
+        batch_size=4,
+        precision="fp32",
+        max_minutes=0.5,
+        progress=False,
+        compile=False,
+    )
+    train.run(cfg)
+    log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    [first] = [r for r in log if r.get("event") == "time budget"]
+    replans = [r for r in log if r.get("event") == "re-planned"]
+    info = json.loads((out / "teacher.json").read_text())["training"]
+    assert replans and replans[0]["total_steps"] < 0.8 * first["total_steps"]
+    assert info["seconds"] <= 0.5 * 60 + 1
+    rates = [r["lr"] for r in log if "lr" in r]
+    assert rates[-1] < 0.2 * cfg.lr
+    assert all(b <= a for a, b in zip(rates, rates[1:]) if a < cfg.lr)  # past warmup, it only falls
 
 
 def test_a_crash_before_any_checkpoint_leaves_nothing(rule_dataset_path, tiny_model, tmp_path, monkeypatch):

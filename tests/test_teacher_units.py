@@ -22,6 +22,13 @@ def test_lr_schedule_warms_up_then_decays_to_zero():
     assert lr_factor(0, total=5, warmup=0) == 1.0
 
 
+def test_a_re_planned_schedule_decays_on_from_where_it_was():
+    before = lr_factor(40, total=100, warmup=5)
+    after = [lr_factor(s, total=70, warmup=5, since=40, start=before) for s in range(40, 71)]
+    assert after[0] == before and after[-1] == 0.0
+    assert all(a > b for a, b in zip(after, after[1:]))
+
+
 def test_length_batches_cover_every_sample_once_and_pad_little():
     rng = random.Random(1)
     lengths = [rng.randint(20, 300) for _ in range(1000)]
