@@ -110,28 +110,36 @@ def encode_layer(encoder: nn.TransformerEncoder, x: torch.Tensor, keep: torch.Te
 
 def export_layer(encoder: nn.TransformerEncoder, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """The eval arithmetic of a one-layer `nn.TransformerEncoder` (post-norm, ReLU, the module's
-    own weights), written batch-first for a small ONNX graph: `nn.MultiheadAttention` exports
-    through a sequence-first layout and a boolean mask expanded to -inf, about 85 nodes a layer,
-    most of them reshapes, transposes and shape arithmetic that cost onnxruntime more than the
-    products at batch 1; this form exports to about 45 (ARCHITECTURE.md, "The exported graph")."""
+    own weights), written for a small ONNX graph: `nn.MultiheadAttention` exports through a
+    sequence-first layout and a boolean mask expanded to -inf, about 85 nodes a layer, most of
+    them reshapes, transposes and shape arithmetic that cost onnxruntime more than the products at
+    batch 1. Here the products run on the rows [N * L, w], so each linear layer is one Gemm (its
+    bias, and the ReLU, fused in), the heads come out of one Split, and the key transpose folds
+    into the score product: under 30 nodes (ARCHITECTURE.md, "The exported graph")."""
     layer = encoder.layers[0]
     attention = layer.self_attn
-    n, length, width = x.shape
-    heads = attention.num_heads
-    qkv = nn.functional.linear(x, attention.in_proj_weight, attention.in_proj_bias)
-    qkv = qkv.reshape(n, length, 3 * heads, width // heads).transpose(1, 2)  # [N, 3h, L, w/h]
-    q, k, v = qkv[:, :heads], qkv[:, heads : 2 * heads], qkv[:, 2 * heads :]
+    n, width, heads = x.shape[0], x.shape[2], attention.num_heads
+    rows = x.reshape(-1, width)
+    qkv = nn.functional.linear(rows, attention.in_proj_weight, attention.in_proj_bias)
+    # -1 for the length: the graph needs no arithmetic on the shape for it
+    qkv = qkv.reshape(n, -1, 3 * heads, width // heads).transpose(1, 2)  # [N, 3h, L, w/h]
+    q, k, v = qkv.split(heads, dim=1)
     bias = ((keep - 1.0) * MASKED)[:, None, None, :]  # 0 for a real key, -1e9 for padding
     scores = (q * (width // heads) ** -0.5) @ k.transpose(-2, -1) + bias
-    mixed = (scores.softmax(-1) @ v).transpose(1, 2).reshape(n, length, width)
-    x = layer.norm1(x + attention.out_proj(mixed))
-    return layer.norm2(x + layer.linear2(layer.activation(layer.linear1(x))))
+    mixed = (scores.softmax(-1) @ v).transpose(1, 2).reshape(-1, width)
+    rows = layer.norm1(rows + attention.out_proj(mixed))
+    rows = layer.norm2(rows + layer.linear2(layer.activation(layer.linear1(rows))))
+    return rows.reshape(n, -1, width)
 
 
 class SetEncoder(nn.Module):
     """A set of code ids [N, C] -> one vector [N, d]: a learned [SET] token + the codes' embeddings,
     one transformer layer (padding masked), then the mean over the [SET] token and the real codes.
-    An empty set becomes the [SET] token's output: a learned "nothing of this type" vector."""
+    An empty set becomes the [SET] token's output: a learned "nothing of this type" vector.
+
+    The [SET] token is the row after the embedding table's last: the ids, with its id put in
+    front, are looked up in one table (one Gather in the exported graph where a broadcast and a
+    concatenation of the token took five nodes and the shape arithmetic for them)."""
 
     def __init__(self, cfg: StudentConfig, vocab_size: int):
         super().__init__()
@@ -140,11 +148,13 @@ class SetEncoder(nn.Module):
         self.encoder = _transformer(cfg, cfg.dim)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        n = ids.shape[0]
-        x = torch.cat([self.start.expand(n, 1, -1), self.embedding(ids)], dim=1)
-        keep = (nn.functional.pad(ids, (1, 0), value=1) != PAD).to(x.dtype)  # the [SET] slot is real
+        table = torch.cat([self.embedding.weight, self.start[0]])  # a constant of the exported graph
+        ids = nn.functional.pad(ids, (1, 0), value=self.embedding.num_embeddings)  # the [SET] token's id
+        x = nn.functional.embedding(ids, table, padding_idx=PAD)
+        keep = (ids > PAD).to(x.dtype)  # ids are >= 0; the [SET] slot is real
         y = encode_layer(self.encoder, x, keep)
-        return (y * keep.unsqueeze(-1)).sum(1) / keep.sum(1, keepdim=True)
+        keep = keep.unsqueeze(-1)
+        return (y * keep).sum(1) / keep.sum(1)
 
 
 class ProfileEncoder(nn.Module):
@@ -158,7 +168,7 @@ class ProfileEncoder(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(cfg.dim, cfg.dim), nn.ReLU(), nn.Linear(cfg.dim, cfg.dim))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        count = (ids > 0).sum(1, keepdim=True).to(self.start.dtype)
+        count = (ids > 0).to(self.start.dtype).sum(1, keepdim=True)
         total = self.embedding(ids).sum(1) + self.start  # the pad row is zero: no mask (zero_pad_rows)
         return self.mlp(total / (count + 1.0))
 
@@ -185,17 +195,25 @@ class NoteEncoder(nn.Module):
         nn.init.zeros_(self.words.weight)
 
     def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        count = (ids > 0).sum(1, keepdim=True).to(self.embedding.weight.dtype)
+        count = (ids > 0).to(self.embedding.weight.dtype).sum(1, keepdim=True)
         # the pad rows are zero (zero_pad_rows), so the sums need no mask
         vector = self.linear(self.embedding(ids).sum(1) / count.clamp(min=1.0).sqrt())
         return vector, self.words(ids).sum(1)
 
 
+def visit_slots(visit_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(keep, back) of left-aligned visits, both [B, V]: keep is 1.0 for a real visit and for slot 0
+    (always kept as a key, so no attention row is fully masked, even for a padded row); back counts
+    slots back from the current (last real) visit: 0 there, 1 for the visit before, negative past it."""
+    keep = nn.functional.pad((visit_mask[:, 1:] > 0).to(visit_mask.dtype), (1, 0), value=1.0)
+    slots = torch.arange(visit_mask.shape[1], device=visit_mask.device).to(visit_mask.dtype)
+    return keep, keep.sum(1, keepdim=True) - 1.0 - slots
+
+
 def current_visit(visit_mask: torch.Tensor) -> torch.Tensor:
     """One-hot [B, V] of the current (last real) visit of left-aligned visits; slot 0 counts as
-    real, as in `VisitEncoder`. Elementwise only, so it costs nothing in the ONNX graph."""
-    real = torch.cat([torch.ones_like(visit_mask[:, :1]), (visit_mask[:, 1:] > 0).to(visit_mask.dtype)], dim=1)
-    return real - torch.cat([real[:, 1:], torch.zeros_like(real[:, :1])], dim=1)
+    real, as in `VisitEncoder`. Elementwise only, so it costs little in the ONNX graph."""
+    return (visit_slots(visit_mask)[1] == 0).to(visit_mask.dtype)
 
 
 class VisitEncoder(nn.Module):
@@ -211,14 +229,10 @@ class VisitEncoder(nn.Module):
         self.encoder = _transformer(cfg, width)
 
     def forward(self, x: torch.Tensor, visit_mask: torch.Tensor) -> torch.Tensor:
-        # slot 0 is always kept as a key so no attention row is fully masked, even for a padded row
-        keep = nn.functional.pad((visit_mask[:, 1:] > 0).to(x.dtype), (1, 0), value=1.0)
-        n = keep.sum(1, keepdim=True).long()
-        slots = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
-        position = (n - 1 - slots).clamp(0, self.max_visits - 1)
+        keep, back = visit_slots(visit_mask)
+        position = back.clamp(0, self.max_visits - 1).long()
         y = encode_layer(self.encoder, x + self.position(position), keep)
-        current = (n - 1).unsqueeze(-1).expand(-1, 1, y.shape[-1])
-        return y.gather(1, current).squeeze(1)
+        return (y * (back == 0).to(y.dtype).unsqueeze(-1)).sum(1)  # the current visit's row, exactly
 
 
 class Student(nn.Module):
@@ -273,9 +287,7 @@ class Student(nn.Module):
         diag = self._sets(self.diag_set, diagnoses)
         proc = self._sets(self.proc_set, procedures)
         meds = self._sets(self.med_set, medications)
-        first = torch.zeros_like(visit_mask)
-        first = torch.cat([torch.ones_like(first[:, :1]), first[:, 1:]], dim=1)
-        meds = meds + first.unsqueeze(-1) * prof.unsqueeze(1)
+        meds = torch.cat([meds[:, :1] + prof.unsqueeze(1), meds[:, 1:]], dim=1)  # the profile at slot 0
         visits = torch.cat([diag, proc, meds], dim=-1)
         note_logits = None
         if self.note_encoder is not None:  # the note belongs to the current admission: added to its visit

@@ -40,6 +40,18 @@ def test_export_writes_two_checked_files_with_dynamic_axes(exported):
     assert not any(n.metadata_props for n in graph.node)  # no stack traces / machine paths inside
 
 
+def test_the_exported_graph_stays_small(exported):
+    """onnxruntime spends a batch-1 call mostly on per-node overhead (ARCHITECTURE.md, "The exported
+    graph"), so the node count is a speed figure a test can hold: this tiny student exported in 189
+    nodes (the benchmark's student, with a note encoder, in 204; 261 before the rows-first layers,
+    407 before the batch-first ones). A change that adds shape arithmetic or unfused products
+    back shows here first."""
+    graph = onnx.load(str(exported)).graph
+    ops = [n.op_type for n in graph.node]
+    assert len(ops) <= 195, f"{len(ops)} nodes"
+    assert ops.count("Split") == 4 and ops.count("Slice") <= 3  # one Split a layer cuts q, k, v
+
+
 def test_parity_with_torch_on_shapes_unlike_the_example(exported, student_dir):
     from leader.student import load_student
 
