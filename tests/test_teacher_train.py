@@ -160,20 +160,14 @@ def test_batches_trained_in_parts_train_as_whole_batches(rule_dataset_path, tiny
         np.testing.assert_allclose(parts[key], whole[key], rtol=1e-4, atol=1e-5 * np.abs(whole[key]).max(), err_msg=key)
 
 
-def test_the_time_budget_shrinks_the_schedule(rule_dataset_path, tiny_model, tmp_path, monkeypatch):
-    """A fake clock (every reading 0.2 s later) makes the run deterministic: after the calibration
-    steps the plan is cut to fit --max-minutes, the learning rate still decays to 0, and the
-    training loop's time stays within the budget."""
-    import types
-
+def _budget_run(data, tiny_model, out):
+    """A 100-epoch run of the tiny teacher with a 30 s --max-minutes budget (the tests fake the clock);
+    returns its config and metrics.jsonl records."""
     import leader.teacher.train as train
     from leader.teacher.config import TeachConfig
 
-    clock = iter(0.2 * k for k in range(10**7))
-    monkeypatch.setattr(train, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
-    out = tmp_path / "budget"
     cfg = TeachConfig(
-        data=rule_dataset_path,
+        data=data,
         out=out,
         base_model=str(tiny_model),
         epochs=100,
@@ -184,7 +178,21 @@ def test_the_time_budget_shrinks_the_schedule(rule_dataset_path, tiny_model, tmp
         compile=False,
     )
     train.run(cfg)
-    log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return cfg, [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_the_time_budget_shrinks_the_schedule(rule_dataset_path, tiny_model, tmp_path, monkeypatch):
+    """A fake clock (every reading 0.2 s later) makes the run deterministic: after the calibration
+    steps the plan is cut to fit --max-minutes, the learning rate still decays to 0, and the
+    training loop's time stays within the budget."""
+    import types
+
+    import leader.teacher.train as train
+
+    clock = iter(0.2 * k for k in range(10**7))
+    monkeypatch.setattr(train, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    out = tmp_path / "budget"
+    cfg, log = _budget_run(rule_dataset_path, tiny_model, out)
     [event] = [r for r in log if r.get("event") == "time budget"]
     info = json.loads((out / "teacher.json").read_text())["training"]
     assert event["step"] == 1 + train.CALIBRATE_STEPS
@@ -206,7 +214,6 @@ def test_a_run_that_slows_down_is_re_planned_and_still_decays(rule_dataset_path,
     import types
 
     import leader.teacher.train as train
-    from leader.teacher.config import TeachConfig
 
     now, tick = [0.0], [0.1]
 
@@ -223,19 +230,7 @@ def test_a_run_that_slows_down_is_re_planned_and_still_decays(rule_dataset_path,
 
     monkeypatch.setattr(train._Loop, "_fit_budget", slow_down_after)
     out = tmp_path / "slower"
-    cfg = TeachConfig(
-        data=rule_dataset_path,
-        out=out,
-        base_model=str(tiny_model),
-        epochs=100,
-        batch_size=4,
-        precision="fp32",
-        max_minutes=0.5,
-        progress=False,
-        compile=False,
-    )
-    train.run(cfg)
-    log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    cfg, log = _budget_run(rule_dataset_path, tiny_model, out)
     [first] = [r for r in log if r.get("event") == "time budget"]
     replans = [r for r in log if r.get("event") == "re-planned"]
     info = json.loads((out / "teacher.json").read_text())["training"]
