@@ -435,7 +435,7 @@ class _Loop:
             dynamic_ncols=True,
         )
         loss_sum, loss_n, tokens_window, window_start = 0.0, 0, 0, time.perf_counter()
-        session_start, session_steps, calib_start, calib_tokens = time.perf_counter(), 0, 0.0, 0
+        session_start, session_steps = time.perf_counter(), 0
         last_end = session_start  # where the last step (or validation) ended: a step's time is all of the loop's since
         seconds_before = state.seconds
         self.model.train()
@@ -461,15 +461,12 @@ class _Loop:
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / max(loss_n, 1e-9):.4f}", tok_s=f"{rate:.0f}")
             session_steps += 1
-            if session_steps == 1:  # the first step of a session pays for warm-up: not timed
-                calib_start = now
-            else:
-                calib_tokens += step_tokens
+            if session_steps > 1:  # the first step of a session pays for warm-up: not timed
                 self.step_seconds += now - last_end
                 self.step_tokens += step_tokens
             last_end = now
             if cfg.max_minutes and not state.planned and session_steps == 1 + CALIBRATE_STEPS:
-                self._fit_budget((now - calib_start) / max(calib_tokens, 1))
+                self._fit_budget(self.step_seconds / max(self.step_tokens, 1))
                 bar.total = state.total_steps
             over_budget = self._over_budget(now - step_start)
             evaluate = state.step % state.eval_every == 0 or state.step >= state.total_steps or over_budget
