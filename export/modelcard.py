@@ -88,7 +88,14 @@ def model_card(onnx_path: Path, run: dict, metrics: dict, manifest: dict, names:
         "from the visit's diagnoses and procedures"
         + (", its admission note" if note_tokens else "")
         + ", the patient's earlier visits and prescriptions and the patient profile. Distilled from a LoRA-tuned language model following LEADER (arXiv 2402.02803), "
-        "with thresholds tuned against overprescription as LAMO (arXiv 2503.03687) recommends.",
+        "with thresholds tuned against overprescription as LAMO (arXiv 2503.03687) recommends."
+        + (
+            " Its logits include those of a logistic regression fitted on the same training split (the "
+            "strongest cheap baseline, its weights inside this file): the network learned what that "
+            "regression gets wrong."
+            if run.get("prior")
+            else ""
+        ),
         "",
         "## Intended use",
         "",

@@ -5,10 +5,12 @@
 
 Stages: synthetic cohort -> stats -> baselines (frequency; logistic with its defaults, the strongest
 cheap baseline: note words, history and L2 chosen on validation, about 20 s) -> teacher (started
-from that baseline's logits, `leader teach --prior`) and its feature cache -> students (no teacher, feature KD, logit KD; side by side when there are several
-cores) -> ONNX export of the student with the best validation Jaccard (fp32 + int8, model card) -> bench -> report, then a closing table whose
-first row is the strongest baseline (`leader.baseline.strongest_first`): the bar the teacher and
-the students have to clear. Under the table each model is placed against that bar in bootstrap
+from that baseline's logits, `leader teach --prior`) and its feature cache -> students (no
+teacher, feature KD, logit KD, each also started from the baseline's logits, `leader distill
+--prior`; side by side when there are several cores) -> ONNX export of the student with the best
+validation Jaccard (fp32 + int8, model card) -> bench -> report, then a closing table whose first
+row is the strongest baseline (`leader.baseline.strongest_first`): the bar the teacher and the
+students have to clear. Under the table each model is placed against that bar in bootstrap
 standard deviations (`leader.baseline.standings`), so a row below it is not read as a result.
 Every stage writes its own folder under --out and is skipped when that folder is already complete,
 so an interrupted demo resumes where it stopped.
@@ -192,9 +194,16 @@ STUDENTS = (
 
 
 def _student_stages(cfg: DemoConfig, stage, paths: dict) -> None:
-    """The three students as one stage. Each trains on one thread (DistillConfig.threads), so on
-    a machine with several cores they train side by side in worker processes."""
+    """The three students as one stage, each started from the strongest baseline's logits where it
+    can (`leader.student.prior`). Each trains on one thread (DistillConfig.threads), so on a
+    machine with several cores they train side by side in worker processes."""
     common = dict(data=str(paths["data"]), teacher=str(paths["teacher"]), seed=cfg.seed, progress=False, overwrite=True)
+    # every student starts from the strongest baseline as the teacher did (`leader distill --prior`),
+    # when that baseline reads only what the student reads (history "previous", the default's
+    # choice on the synthetic cohort)
+    logistic = read_json(paths["logistic"] / "run.json", "logistic baseline run")["config"]
+    if logistic.get("history") == "previous":
+        common["prior"] = str(paths["logistic"])
     if cfg.quick:
         common.update(epochs=15, patience=4)
     todo = [

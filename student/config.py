@@ -18,6 +18,10 @@ class DistillConfig:
     """Output student folder; must not exist unless --resume or --overwrite."""
     teacher: str | None = None
     """Teacher run folder (`leader teach`); its split is used and its feature cache read (built if missing)."""
+    prior: str | None = None
+    """A logistic baseline run (`leader baseline --method logistic --history previous`, same data
+    and split) whose logits the student adds to its own, frozen (`leader.student.prior`): the
+    student starts as that baseline and learns what it gets wrong."""
     no_teacher: bool = False
     """Train the same student on BCE alone (the ablation); --teacher then only supplies the split."""
     alpha: float = 0.4
@@ -91,7 +95,7 @@ class DistillConfig:
     """Show progress bars on stderr."""
 
     def __post_init__(self):
-        for name in ("data", "out", "teacher", "external_data"):  # Paths from the CLI -> JSON-ready str
+        for name in ("data", "out", "teacher", "prior", "external_data"):  # Paths from the CLI -> JSON-ready str
             if getattr(self, name) is not None:
                 setattr(self, name, str(getattr(self, name)))
         if not self.no_teacher and self.alpha > 0 and not self.teacher:
@@ -137,9 +141,8 @@ class DistillConfig:
         if self.name:
             return self.name
         parts = (("KD", self.use_kd), ("logit KD", self.use_logit_kd), ("align", self.use_align))
-        if not any(on for _, on in parts):
-            return "student (no teacher)"
-        return "student (" + " + ".join(p for p, on in parts if on) + ")"
+        used = " + ".join(p for p, on in parts if on) or "no teacher"
+        return f"student ({used})" + (" + baseline prior" if self.prior else "")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -34,12 +34,14 @@ from leader.runinfo import check_same_dataset, read_run, write_run
 from leader.safejson import loads
 from leader.samples import Sample, split_samples
 from leader.scoring import score, write_metrics
+from leader.teacher.prior import load_prior
 
 from .batches import INPUTS, EncodedSamples, length_batches, predict
 from .config import DistillConfig
 from .io import CHECKPOINT, load_student, save_weights
 from .losses import total_loss
 from .model import Student, StudentConfig
+from .prior import baseline_tables, set_prior
 
 STATE = "state.pt"
 # settings that change the training trajectory: a resumed run must agree on all of them
@@ -181,7 +183,7 @@ def run(cfg: DistillConfig) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     # --resume continues (and at the end replaces) the finished run at --out, as --overwrite would
-    inputs = [cfg.data, cfg.teacher, cfg.external_data]
+    inputs = [cfg.data, cfg.teacher, cfg.prior, cfg.external_data]
     try:
         with claim_out(cfg.out, overwrite=cfg.overwrite or cfg.resume, inputs=inputs, marker="run.json"):
             return _run(cfg)
@@ -203,6 +205,7 @@ def _run(cfg: DistillConfig) -> Path:
         if not splits[name]:
             raise LeaderError(f"the {name} split is empty: the dataset needs more patients")
     cfg = replace(cfg, notes=resolve_notes(cfg, splits["train"]))
+    prior = load_prior(cfg.prior, dataset, split) if cfg.prior else None
     note_tokens = cfg.max_note_tokens if cfg.notes else 0
     fingerprint = {k: getattr(cfg, k) for k in _FINGERPRINT}
     fingerprint.update(dataset_sha256=dataset.sha256, split=split, teacher=teacher and str(Path(cfg.teacher).resolve()))
@@ -210,6 +213,8 @@ def _run(cfg: DistillConfig) -> Path:
         fingerprint["note_tokens"] = note_tokens
     if cfg.use_logit_kd:
         fingerprint["gamma"] = cfg.gamma
+    if prior is not None:
+        fingerprint["prior"] = prior.record()
     state = _start_state(cfg, out, partial, fingerprint)
 
     encoder = Encoder.fit(
@@ -222,11 +227,14 @@ def _run(cfg: DistillConfig) -> Path:
     student_cfg = StudentConfig(
         *sizes, dim=cfg.dim, hidden=cfg.hidden, heads=cfg.heads, dropout=cfg.dropout, max_visits=cfg.max_visits,
         teacher_hidden=kd.size if cfg.use_kd else 0, kd_layer=cfg.kd_layer, kd_proj=cfg.kd_proj,
-        n_notes=len(v["notes"]) if encoder.reads_notes else 0,
+        n_notes=len(v["notes"]) if encoder.reads_notes else 0, prior=prior is not None,
     )  # fmt: skip
     torch.manual_seed(cfg.seed)
     model = Student(student_cfg)
     model.set_label_map(v["medications"].encode(dataset.medications))
+    if prior is not None:
+        arrays, unmapped = baseline_tables(prior.path, encoder)
+        set_prior(model, arrays)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     progress = {"epoch": 0, "best_epoch": 0, "best_score": -1.0, "bad_epochs": 0}
     best, history = {k: t.clone() for k, t in model.state_dict().items()}, []
@@ -236,6 +244,9 @@ def _run(cfg: DistillConfig) -> Path:
         best, progress = state["best"], {k: state[k] for k in progress}
         lines = (partial / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
         history = [loads(line) for line in lines][: progress["epoch"]]
+    elif prior is not None:  # epoch 0, the baseline itself, is the first candidate for the best weights
+        start_score = pr_auc_samples(val.targets, predict(model, val))
+        progress["best_score"] = -1.0 if start_score is None else start_score
 
     bar = tqdm(range(progress["epoch"], cfg.epochs), desc="distill", unit="epoch", file=sys.stderr,
                disable=not cfg.progress, initial=progress["epoch"], total=cfg.epochs)  # fmt: skip
@@ -269,9 +280,10 @@ def _run(cfg: DistillConfig) -> Path:
     if teacher is not None:
         standardized = cfg.use_kd and cfg.kd_standardize
         teacher_info = {"path": str(cfg.teacher), "name": teacher.get("name"), "kd_standardized": standardized}
+    extra = {} if prior is None else {"prior": {**prior.record(), "unmapped": unmapped}}
     with atomic_dir(out, overwrite=cfg.overwrite or cfg.resume, marker="run.json") as tmp:
         write_run(tmp, "student", cfg.label, dataset, split, thresholds, cfg.to_dict(), teacher=teacher_info,
-                  best_epoch=progress["best_epoch"], epochs_run=progress["epoch"])  # fmt: skip
+                  best_epoch=progress["best_epoch"], epochs_run=progress["epoch"], **extra)  # fmt: skip
         write_json(tmp / "config.json", {"student": student_cfg.to_dict()})  # the options are in run.json only
         write_json(tmp / "encoder.json", encoder.to_dict())
         save_weights(model, tmp / "model.safetensors")

@@ -1,7 +1,8 @@
 """The student folder (output of `leader distill --out DIR`):
 
 run.json          kind "student", name, dataset sha256, split, medications, thresholds, versions,
-                  config (the resolved DistillConfig), teacher ({path, name, kd_standardized} | null)
+                  config (the resolved DistillConfig), teacher ({path, name, kd_standardized} | null),
+                  prior ({path, sha256, unmapped}: the baseline inside the model, `leader distill --prior`)
 config.json       {"student": StudentConfig}: the network's shape, what `load_student` builds
                   (folders of earlier versions also hold "distill" and "teacher" here: ignored)
 encoder.json      vocabularies (with the note vocabulary when the student reads notes) and

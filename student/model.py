@@ -66,6 +66,9 @@ class StudentConfig:
     n_notes: int = 0
     """Note-word vocabulary size, including pad and unk; 0 = no note encoder (the `notes` input is
     ignored: the model of earlier versions, whose config.json lacks this field)."""
+    prior: bool = False
+    """Add a logistic baseline's logits to the student's (`BaselineLogits`, `leader distill
+    --prior`); False in the config.json of earlier versions."""
 
     def __post_init__(self):
         if self.kd_layer not in ("mediator", "patient") or self.kd_proj not in ("linear", "mlp"):
@@ -235,6 +238,40 @@ class VisitEncoder(nn.Module):
         return (y * (back == 0).to(y.dtype).unsqueeze(-1)).sum(1)  # the current visit's row, exactly
 
 
+class BaselineLogits(nn.Module):
+    """A logistic baseline's logits computed from the student's own inputs (`leader distill --prior`).
+
+    The baseline (`leader baseline --method logistic --history previous`) is linear in binary
+    features: the current visit's diagnoses and procedures, the previous visit's medications (the
+    medications the student shows with the current visit), the profile tokens and the note words,
+    plus a bias and a first-visit flag. Its weights sit here as one frozen table, a row per id of
+    the student's vocabularies, the vocabularies one after the other (pad and unknown rows zero,
+    as the baseline ignores what its columns do not hold): the logits are the bias, the flag's
+    weights for a single visit, and the sum of the rows of the ids the sample shows, so one Gather
+    and one ReduceSum in the exported graph. `student.prior.baseline_tables` fills the table.
+    Buffers, not parameters: the optimiser never moves them, so the rest of the student learns
+    only what the baseline gets wrong (as the teacher's head does, `leader teach --prior`).
+    """
+
+    def __init__(self, cfg: StudentConfig):
+        super().__init__()
+        sizes = [cfg.n_diagnoses, cfg.n_procedures, cfg.n_medications, cfg.n_profile, cfg.n_notes]
+        self.offsets = [sum(sizes[:k]) for k in range(len(sizes))]
+        self.reads_notes = cfg.n_notes > 0
+        self.register_buffer("table", torch.zeros(sum(sizes), cfg.n_labels))
+        self.register_buffer("bias", torch.zeros(cfg.n_labels))
+        self.register_buffer("first_visit", torch.zeros(cfg.n_labels))
+
+    def forward(self, diagnoses, procedures, medications, profile, notes, current) -> torch.Tensor:
+        _, second, third, fourth, fifth = self.offsets  # the diagnoses' rows come first
+        codes = torch.cat([diagnoses, procedures + second, medications + third], dim=-1)  # [B, V, C]
+        codes = (codes * current.to(codes.dtype).unsqueeze(-1)).sum(1)  # the current visit's ids [B, C]
+        parts = [codes, profile + fourth] + ([notes + fifth] if self.reads_notes else [])
+        total = nn.functional.embedding(torch.cat(parts, dim=-1), self.table).sum(1)
+        # a single visit is the one whose current visit is slot 0 (`current_visit`)
+        return total + self.bias + current[:, :1] * self.first_visit
+
+
 class Student(nn.Module):
     """LEADER's student. `forward(diagnoses, procedures, medications, profile, visit_mask, notes) ->
     logits` takes exactly the arrays of `leader.encoding.Encoder.encode` (as tensors, `INPUTS` order)."""
@@ -253,6 +290,10 @@ class Student(nn.Module):
         self.mediator = nn.Sequential(nn.Linear(3 * d, cfg.hidden), nn.ReLU())
         self.head = nn.Linear(cfg.hidden, cfg.n_labels)
         self.kd_proj = _projection(cfg) if cfg.teacher_hidden > 0 else None
+        self.prior = BaselineLogits(cfg) if cfg.prior else None
+        if self.prior is not None:  # the student starts as the baseline: the note's word weights are zero too
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
         # label index -> medication input-vocabulary id (set by `set_label_map`; 1 = unknown)
         self.register_buffer("label_to_med", torch.ones(cfg.n_labels, dtype=torch.long))
 
@@ -290,16 +331,19 @@ class Student(nn.Module):
         meds = torch.cat([meds[:, :1] + prof.unsqueeze(1), meds[:, 1:]], dim=1)  # the profile at slot 0
         visits = torch.cat([diag, proc, meds], dim=-1)
         note_logits = None
+        current = current_visit(visit_mask) if self.note_encoder is not None or self.prior is not None else None
         if self.note_encoder is not None:  # the note belongs to the current admission: added to its visit
             if notes is None:
                 raise ValueError("this student reads notes: pass the `notes` array of Encoder.encode")
             note, note_logits = self.note_encoder(notes)
-            visits = visits + current_visit(visit_mask).unsqueeze(-1) * note.unsqueeze(1)
+            visits = visits + current.unsqueeze(-1) * note.unsqueeze(1)
         patient = self.visits(self.dropout(visits), visit_mask)
         mediator = self.mediator(patient)
         logits = self.head(self.dropout(mediator))
         if note_logits is not None:
             logits = logits + note_logits
+        if self.prior is not None:
+            logits = logits + self.prior(diagnoses, procedures, medications, profile, notes, current)
         out = {"logits": logits, "mediator": mediator, "patient": patient, "profile": prof}
         if labels is not None:
             out["current_meds"] = self.med_set(self.label_ids(labels))

@@ -63,7 +63,7 @@ def load_prior(run_dir: str | Path, dataset, split: dict) -> Prior:
     theirs = {k: record.get("split", {}).get(k) for k in ("how", "seed", "target")}
     ours = {k: split.get(k) for k in ("how", "seed", "target")}
     if theirs != ours or record.get("split", {}).get("external") != split.get("external"):
-        raise LeaderError(f"--prior {run_dir} was trained on another split ({theirs}) than the teacher ({ours}); {fix}")
+        raise LeaderError(f"--prior {run_dir} was trained on another split ({theirs}) than this run ({ours}); {fix}")
     if not (run_dir / "model.npz").is_file():
         raise LeaderError(f"--prior {run_dir} lacks model.npz; train the baseline again")
     return Prior(run_dir.resolve(), sha256_file(run_dir / "model.npz"))

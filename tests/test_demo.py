@@ -29,6 +29,15 @@ def test_quick_demo_writes_every_stage(quick_demo, capsys):
     ]
     page = (quick_demo / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 4  # bars, counts, curves, speed
+    # the students start from the strongest baseline's logits when it reads what they read
+    import json
+
+    history = json.loads((quick_demo / "logistic" / "run.json").read_text())["config"]["history"]
+    for student in ("student", "student-kd", "student-no-teacher"):
+        prior = json.loads((quick_demo / student / "run.json").read_text()).get("prior")
+        assert (prior is not None and prior["path"] == str((quick_demo / "logistic").resolve())) == (
+            history == "previous"
+        )
 
 
 def test_quick_demo_resumes(quick_demo, capsys):
@@ -63,3 +72,25 @@ def test_quick_demo_exports_the_student_that_validates_best(quick_demo, capsys):
     assert val[exported] == max(val.values())
     assert main(["demo", "--quick", "--patients", "120", "--out", str(quick_demo)]) == 0
     assert f"exported student: {exported} (the best validation Jaccard of the three)" in capsys.readouterr().err
+
+
+def test_the_demo_students_start_from_the_baseline_when_it_reads_what_they_read(tmp_path, monkeypatch):
+    """`_student_stages` passes the logistic run as --prior exactly when its history is "previous"
+    (the quick demo's 120 patients choose "all", so the fixture above shows the other branch)."""
+    import json
+
+    import leader.demo as demo
+    from leader.config import DemoConfig
+
+    seen = []
+    monkeypatch.setattr(demo, "_train_students", lambda todo, workers: seen.extend(todo))
+    paths = {key: tmp_path / key for key in ("data", "teacher", "logistic", *(k for k, _ in demo.STUDENTS))}
+    for history in ("previous", "all"):
+        paths["logistic"].mkdir(exist_ok=True)
+        (paths["logistic"] / "run.json").write_text(json.dumps({"kind": "baseline", "config": {"history": history}}))
+        seen.clear()
+        demo._student_stages(DemoConfig(out=tmp_path), lambda name, done, fn: fn(), paths)
+        assert len(seen) == 3
+        assert all(
+            options.get("prior") == (str(paths["logistic"]) if history == "previous" else None) for options in seen
+        )

@@ -2,6 +2,7 @@
 
 leader distill --data runs/data --teacher runs/teacher --out runs/student
 leader distill --data runs/data --teacher runs/teacher --out runs/student-bce --no-teacher
+leader distill --data runs/data --teacher runs/teacher --prior runs/logistic --out runs/student-prior
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ def distill(
     data: Path = option(DistillConfig, "data"),
     out: Path = option(DistillConfig, "out"),
     teacher: Path | None = option(DistillConfig, "teacher"),
+    prior: Path | None = option(DistillConfig, "prior"),
     no_teacher: bool = option(DistillConfig, "no_teacher", "--no-teacher"),
     alpha: float = option(DistillConfig, "alpha"),
     beta: float = option(DistillConfig, "beta"),
