@@ -206,8 +206,9 @@ def _student_stages(cfg: DemoConfig, stage, paths: dict) -> None:
         common["prior"] = str(paths["logistic"])
     if cfg.quick:
         common.update(epochs=15, patience=4)
+    suffix = " + baseline prior" if "prior" in common else ""  # as `leader distill` names such a student
     todo = [
-        dict(out=str(paths[key]), **common, **extra)
+        dict(out=str(paths[key]), **common, **{**extra, "name": extra["name"] + suffix})
         for key, extra in STUDENTS
         if not (paths[key] / "run.json").exists()
     ]

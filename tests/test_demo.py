@@ -94,3 +94,4 @@ def test_the_demo_students_start_from_the_baseline_when_it_reads_what_they_read(
         assert all(
             options.get("prior") == (str(paths["logistic"]) if history == "previous" else None) for options in seen
         )
+        assert all(options["name"].endswith(" + baseline prior") == (history == "previous") for options in seen)
