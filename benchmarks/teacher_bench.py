@@ -99,13 +99,14 @@ def _feature_rate(backbone, tokens, n_labels: int, batch_size: int, compile: boo
     """Real tokens per second of the merged bf16 teacher (what `leader teach features` runs)."""
     import torch
 
-    from leader.teacher.backbone import bf16_supported, compile_layers, load_backbone
+    from leader.teacher.backbone import bf16_supported, compile_layers, load_backbone, short_prompt_attention
     from leader.teacher.config import PROJECTIONS
     from leader.teacher.infer import forward
     from leader.teacher.model import TeacherModel, add_lora
 
     use_bf16 = bf16_supported()
-    base, tokenizer = load_backbone(backbone, dtype=torch.bfloat16 if use_bf16 else None)
+    attention = short_prompt_attention(max(len(t) for t in tokens))  # as `load_teacher` chooses
+    base, tokenizer = load_backbone(backbone, dtype=torch.bfloat16 if use_bf16 else None, attention=attention)
     model = TeacherModel(add_lora(base, 8, 32, 0.1, PROJECTIONS).merge_and_unload(), n_labels)
     if compile:
         compile_layers(model)

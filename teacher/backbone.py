@@ -132,6 +132,24 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
     return out
 
 
+EAGER_MAX_TOKENS = 512
+"""Longest prompts run with eager attention on a CPU (`short_prompt_attention`)."""
+
+
+def short_prompt_attention(max_tokens: int) -> str | None:
+    """The attention implementation for prompts of at most `max_tokens` tokens: on a CPU, eager
+    attention up to EAGER_MAX_TOKENS, the model's default (sdpa) beyond, where eager's T x T
+    score matrices grow large; on a GPU the default. Eager is faster on a CPU at these lengths in
+    both directions: its backward ~2x sdpa's (15% of a SmolLM2 training step at 192 tokens), and
+    its forward, compiled, 1.25-1.3x the whole feature pass (sdpa's CPU flash kernel took 29% of
+    the pass for 7% of its products; AMD EPYC, BENCHMARKS.md)."""
+    import torch
+
+    if torch.cuda.is_available() or max_tokens > EAGER_MAX_TOKENS:
+        return None
+    return "eager"
+
+
 def load_backbone(backbone: Backbone, quantize: str | None = None, dtype=None, attention: str | None = None):
     """AutoModel (no LM head) and its tokenizer from a resolved backbone folder.
 

@@ -93,7 +93,7 @@ def load_teacher(run_dir: str | Path, precision: str = "auto", compile: bool = F
     from peft import PeftModel
     from safetensors.torch import load_file
 
-    from .backbone import bf16_supported, compile_layers, load_backbone, resolve
+    from .backbone import bf16_supported, compile_layers, load_backbone, resolve, short_prompt_attention
     from .model import TeacherModel
 
     run_dir = Path(run_dir)
@@ -109,7 +109,9 @@ def load_teacher(run_dir: str | Path, precision: str = "auto", compile: bool = F
     quantize = info.get("quantize")
     use_bf16 = precision == "bf16" or (precision == "auto" and bf16_supported())
     dtype = torch.bfloat16 if use_bf16 and quantize is None else torch.float32
-    model, tokenizer = load_backbone(backbone, quantize, dtype=dtype)
+    settings = PromptSettings(**info["prompt"])
+    attention = short_prompt_attention(settings.max_tokens)  # as training ran
+    model, tokenizer = load_backbone(backbone, quantize, dtype=dtype, attention=attention)
     for module in model.modules():
         # bitsandbytes' fast CPU kernel for 4-bit inference repacks weights in blocks and fails on
         # layers whose sides are not multiples of 64 (real models have none; tiny test models do)
@@ -131,7 +133,6 @@ def load_teacher(run_dir: str | Path, precision: str = "auto", compile: bool = F
         teacher.compiled = compile_layers(model)
     device = torch.device("cuda") if torch.cuda.is_available() and quantize is None else torch.device("cpu")
     teacher.to(device).eval()
-    settings = PromptSettings(**info["prompt"])
     autocast = torch.bfloat16 if use_bf16 else None
     return LoadedTeacher(teacher, tokenizer, info, settings, device, autocast, teacher_sha256(run_dir, info), prior)
 

@@ -47,7 +47,15 @@ from leader.io import lock_out, read_json, write_json
 from leader.metrics import jaccard_samples, labels_matrix, pr_auc_samples, tune_threshold
 from leader.samples import split_samples
 
-from .backbone import COMPILED, bf16_supported, compile_layers, load_backbone, resolve
+from .backbone import (
+    COMPILED,
+    EAGER_MAX_TOKENS,  # noqa: F401 (the tests read it here)
+    bf16_supported,
+    compile_layers,
+    load_backbone,
+    resolve,
+    short_prompt_attention,
+)
 from .checkpoint import CHECKPOINT, LoopState, load_checkpoint, save_checkpoint
 from .config import TeachConfig
 from .folder import score_and_finish, trim_log, write_teacher
@@ -78,7 +86,6 @@ CALIBRATE_STEPS = 8  # steps timed before the schedule is fitted to --max-minute
 # at 1,024 than at 512 (six alternating rounds). Prompts longer than this train with activation
 # checkpointing (`build_model`).
 MICRO_BATCH_SLOTS = 1024
-EAGER_MAX_TOKENS = 512  # longest prompts trained with eager attention on a CPU (see training_attention)
 
 
 def resolve_precision(precision: str, quantize: str | None) -> str:
@@ -277,12 +284,8 @@ def training_slots(model: TeacherModel) -> int:
 
 
 def training_attention(max_tokens: int) -> str | None:
-    """The attention implementation to train with: on a CPU, eager attention for prompts up to
-    EAGER_MAX_TOKENS (its backward is ~2x faster than sdpa's there; 15% of a SmolLM2 step at 192
-    tokens), the model's default (sdpa) beyond, where eager's T x T score matrices grow large."""
-    if torch.cuda.is_available() or max_tokens > EAGER_MAX_TOKENS:
-        return None
-    return "eager"
+    """The attention implementation to train with (`short_prompt_attention`, as inference uses)."""
+    return short_prompt_attention(max_tokens)
 
 
 def build_model(cfg: TeachConfig, backbone, precision: str, n_labels: int) -> tuple[TeacherModel, object]:

@@ -154,6 +154,24 @@ def test_training_attention_is_eager_only_for_short_prompts_on_a_cpu():
     assert training_attention(EAGER_MAX_TOKENS + 1) is None
 
 
+def test_a_loaded_teacher_runs_the_attention_it_trained_with(tiny_teacher):
+    """Features and inference (`load_teacher`) follow the training rule: eager on a CPU for the
+    teacher's short prompts, so its cached states come from the arithmetic it was trained with."""
+    import json
+
+    import torch
+
+    from leader.teacher.infer import load_teacher
+    from leader.teacher.train import training_attention
+
+    if torch.cuda.is_available():
+        pytest.skip("CPU rule")
+    max_tokens = json.loads((tiny_teacher / "teacher.json").read_text())["prompt"]["max_tokens"]
+    loaded = load_teacher(tiny_teacher)
+    assert training_attention(max_tokens) == "eager"
+    assert loaded.model.backbone.config._attn_implementation == "eager"
+
+
 @pytest.mark.parametrize("pooling", ["last", "mean"])
 def test_pooling_ignores_right_padding(pooling):
     import torch
