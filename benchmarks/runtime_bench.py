@@ -6,9 +6,9 @@
 Steps whose output already exists under --work are reused, so a second run only re-times. The
 student is the kind the demo ships, started from the logistic baseline (`--prior`, whose table
 the exported file carries), but trained without a teacher (`--no-teacher`): its size, and so its
-speed, is the same as a distilled one's. `leader bench` runs `--repeats` times (5; a 2-core VM's speed drifts by tens of
-percent from minute to minute): the table printed holds the median of each figure over the runs,
-judged against the targets, and bench.json in --work holds every run.
+speed, is the same as a distilled one's. `leader bench` runs `--repeats` times (5; a 2-core VM's
+speed drifts by tens of percent from minute to minute): the table printed holds the median of
+each figure over the runs, judged against the targets, and bench.json in --work holds every run.
 """
 
 from __future__ import annotations
