@@ -63,7 +63,9 @@ def read_run(folder: str | Path, kind: str | None = None) -> dict:
     """Read a run folder's ``run.json``, checking its kind when given."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise LeaderError(f"run folder not found: {folder}")
+        raise LeaderError(
+            f"run folder not found: {folder}; check the path (a folder a leader command wrote with --out)"
+        )
     record = read_json(folder / "run.json", f"{folder} is not a leader run folder: run.json")
     if kind is not None and record.get("kind") != kind:
         raise LeaderError(f"{folder} holds a {record.get('kind')} run, expected a {kind} run")
