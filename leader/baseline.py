@@ -371,19 +371,30 @@ def _load_run(run_dir: Path) -> tuple[str, dict]:
     return method, arrays
 
 
+def _features(run_dir: Path) -> Features:
+    """The feature columns of a logistic run (its features.json)."""
+    return Features(read_json(run_dir / "features.json", "baseline features")["tokens"])
+
+
 def _logistic_logits(run_dir: Path, arrays: dict, samples: list[Sample]) -> np.ndarray:
-    features = Features(read_json(run_dir / "features.json", "baseline features")["tokens"])
-    return _chunked_logits(*features.rows(samples), arrays["W"], arrays["b"])
+    return _chunked_logits(*_features(run_dir).rows(samples), arrays["W"], arrays["b"])
+
+
+def load_logistic(run_dir: Path) -> tuple[Features, np.ndarray, np.ndarray]:
+    """(features, W [D, M], b [M]) of a logistic baseline run: what `predict_logits` computes
+    with, and what a student started from the baseline (`leader distill --prior`) copies."""
+    run_dir = Path(run_dir)
+    method, arrays = _load_run(run_dir)
+    if method != "logistic":
+        raise LeaderError(f"{run_dir} is a {method} baseline, which has no logits; pass a logistic baseline run")
+    return _features(run_dir), arrays["W"], arrays["b"]
 
 
 def predict_logits(run_dir: Path, samples: list[Sample]) -> np.ndarray:
     """Logits float32 [N, M] of a logistic baseline run for `samples` (`predict_probs` is their
     sigmoid): what a teacher started from the baseline (`leader teach --prior`) adds to its head's."""
-    run_dir = Path(run_dir)
-    method, arrays = _load_run(run_dir)
-    if method != "logistic":
-        raise LeaderError(f"{run_dir} is a {method} baseline, which has no logits; pass a logistic baseline run")
-    return _logistic_logits(run_dir, arrays, samples)
+    features, weights, bias = load_logistic(run_dir)
+    return _chunked_logits(*features.rows(samples), weights, bias)
 
 
 def predict_probs(run_dir: Path, samples: list[Sample], dataset: Dataset) -> np.ndarray:

@@ -25,10 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from leader.baseline_blocks import Features
+from leader.baseline import load_logistic
 from leader.encoding import Encoder
 from leader.errors import LeaderError
-from leader.io import read_json
 
 from .model import Student
 
@@ -40,8 +39,7 @@ def baseline_tables(run_dir: str | Path, encoder: Encoder) -> tuple[dict[str, np
     """The logistic baseline at `run_dir` as `BaselineLogits` arrays (``table`` [sum of the
     vocabulary sizes, M], ``bias`` [M], ``first_visit`` [M]) over `encoder`'s vocabularies, and how
     many of its feature columns no vocabulary id carries."""
-    run_dir = Path(run_dir)
-    features = Features(read_json(run_dir / "features.json", f"{run_dir}/features.json")["tokens"])
+    features, weights, bias = load_logistic(run_dir)
     other = sorted(set(features.tokens) - set(KINDS))
     if other:
         raise LeaderError(
@@ -50,8 +48,7 @@ def baseline_tables(run_dir: str | Path, encoder: Encoder) -> tuple[dict[str, np
         )
     if "notes" in features.tokens and not encoder.reads_notes:
         raise LeaderError(f"--prior {run_dir} reads the notes and this student does not: drop --no-notes")
-    with np.load(run_dir / "model.npz", allow_pickle=False) as arrays:
-        weights, bias = arrays["W"].astype(np.float32), arrays["b"].astype(np.float32)
+    weights, bias = weights.astype(np.float32), bias.astype(np.float32)
     vocabs = [encoder.vocabs[kind] if kind in encoder.vocabs else None for kind in KINDS]
     sizes = [len(v) if v is not None else 0 for v in vocabs]
     table = np.zeros((sum(sizes), weights.shape[1]), dtype=np.float32)
