@@ -47,15 +47,7 @@ from leader.io import lock_out, read_json, write_json
 from leader.metrics import jaccard_samples, labels_matrix, pr_auc_samples, tune_threshold
 from leader.samples import split_samples
 
-from .backbone import (
-    COMPILED,
-    EAGER_MAX_TOKENS,  # noqa: F401 (the tests read it here)
-    bf16_supported,
-    compile_layers,
-    load_backbone,
-    resolve,
-    short_prompt_attention,
-)
+from .backbone import COMPILED, bf16_supported, compile_layers, load_backbone, resolve, short_prompt_attention
 from .checkpoint import CHECKPOINT, LoopState, load_checkpoint, save_checkpoint
 from .config import TeachConfig
 from .folder import score_and_finish, trim_log, write_teacher
@@ -283,11 +275,6 @@ def training_slots(model: TeacherModel) -> int:
     return MICRO_BATCH_SLOTS if model.compiled == COMPILED else MICRO_BATCH_SLOTS // 2
 
 
-def training_attention(max_tokens: int) -> str | None:
-    """The attention implementation to train with (`short_prompt_attention`, as inference uses)."""
-    return short_prompt_attention(max_tokens)
-
-
 def build_model(cfg: TeachConfig, backbone, precision: str, n_labels: int) -> tuple[TeacherModel, object]:
     """Backbone (frozen, in the autocast dtype) + LoRA adapters + the medication head, as `cfg`
     and `precision` (fp32, bf16, fp16) say, with activation checkpointing when asked
@@ -297,7 +284,7 @@ def build_model(cfg: TeachConfig, backbone, precision: str, n_labels: int) -> tu
     # autocast would cast the frozen weights on every forward anyway (ARCHITECTURE.md: 718 vs 649
     # tokens/s); the LoRA weights and the head stay fp32
     low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision) if cfg.quantize is None else None
-    base, tokenizer = load_backbone(backbone, cfg.quantize, dtype=low, attention=training_attention(cfg.max_tokens))
+    base, tokenizer = load_backbone(backbone, cfg.quantize, dtype=low, attention=short_prompt_attention(cfg.max_tokens))
     checkpointed = cfg.checkpointing or 0 < MICRO_BATCH_SLOTS < cfg.max_tokens
     if checkpointed:
         # one prompt alone is over the token budget of a forward pass: keep only each layer's

@@ -145,13 +145,13 @@ def test_fast_dropout_replaces_peft_dropout_and_follows_the_seed():
 def test_training_attention_is_eager_only_for_short_prompts_on_a_cpu():
     import torch
 
-    from leader.teacher.train import EAGER_MAX_TOKENS, training_attention
+    from leader.teacher.backbone import EAGER_MAX_TOKENS, short_prompt_attention
 
     if torch.cuda.is_available():
         pytest.skip("CPU rule")
-    assert training_attention(192) == "eager"
-    assert training_attention(EAGER_MAX_TOKENS) == "eager"
-    assert training_attention(EAGER_MAX_TOKENS + 1) is None
+    assert short_prompt_attention(192) == "eager"
+    assert short_prompt_attention(EAGER_MAX_TOKENS) == "eager"
+    assert short_prompt_attention(EAGER_MAX_TOKENS + 1) is None
 
 
 def test_a_loaded_teacher_runs_the_attention_it_trained_with(tiny_teacher):
@@ -161,14 +161,14 @@ def test_a_loaded_teacher_runs_the_attention_it_trained_with(tiny_teacher):
 
     import torch
 
+    from leader.teacher.backbone import short_prompt_attention
     from leader.teacher.infer import load_teacher
-    from leader.teacher.train import training_attention
 
     if torch.cuda.is_available():
         pytest.skip("CPU rule")
     max_tokens = json.loads((tiny_teacher / "teacher.json").read_text())["prompt"]["max_tokens"]
     loaded = load_teacher(tiny_teacher)
-    assert training_attention(max_tokens) == "eager"
+    assert short_prompt_attention(max_tokens) == "eager"
     assert loaded.model.backbone.config._attn_implementation == "eager"
 
 
@@ -246,7 +246,7 @@ def test_prompts_over_the_token_budget_recompute_layers_with_the_same_gradients(
     from leader.teacher.tiny import make_tiny_backbone
     from leader.teacher.train import MICRO_BATCH_SLOTS, build_model
 
-    monkeypatch.setattr(train, "training_attention", lambda max_tokens: "eager")  # one attention for both
+    monkeypatch.setattr(train, "short_prompt_attention", lambda max_tokens: "eager")  # one attention for both
 
     folder = make_tiny_backbone(tmp_path / "tiny", ["a b c d e f g h i j k l"], layers=2)
     backbone = resolve(str(folder))
