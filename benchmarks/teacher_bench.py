@@ -105,7 +105,7 @@ def _feature_rate(backbone, tokens, n_labels: int, batch_size: int, compile: boo
     from leader.teacher.model import TeacherModel, add_lora
 
     use_bf16 = bf16_supported()
-    attention = short_prompt_attention(max(len(t) for t in tokens))  # as `load_teacher` chooses
+    attention = short_prompt_attention(max(len(t) for t in tokens), training=False)  # as `load_teacher` chooses
     base, tokenizer = load_backbone(backbone, dtype=torch.bfloat16 if use_bf16 else None, attention=attention)
     model = TeacherModel(add_lora(base, 8, 32, 0.1, PROJECTIONS).merge_and_unload(), n_labels)
     if compile:

@@ -133,21 +133,26 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
 
 
 EAGER_MAX_TOKENS = 512
-"""Longest prompts run with eager attention on a CPU (`short_prompt_attention`)."""
+"""Longest prompts run with eager-style attention on a CPU (`short_prompt_attention`)."""
 
 
-def short_prompt_attention(max_tokens: int) -> str | None:
-    """The attention implementation for prompts of at most `max_tokens` tokens: on a CPU, eager
-    attention up to EAGER_MAX_TOKENS, the model's default (sdpa) beyond, where eager's T x T
-    score matrices grow large; on a GPU the default. Eager is faster on a CPU at these lengths in
-    both directions: its backward ~2x sdpa's (15% of a SmolLM2 training step at 192 tokens), and
-    its forward, compiled, 1.25-1.3x the whole feature pass (sdpa's CPU flash kernel took 29% of
-    the pass for 7% of its products; AMD EPYC, BENCHMARKS.md)."""
+def short_prompt_attention(max_tokens: int, *, training: bool) -> str | None:
+    """The attention implementation for prompts of at most `max_tokens` tokens: on a CPU up to
+    EAGER_MAX_TOKENS, transformers' eager attention to train, and for a trained teacher's forward
+    passes (features, `leader evaluate`, bench) the same arithmetic in causal query blocks
+    (`leader.teacher.attention`); past EAGER_MAX_TOKENS, where the T x T score matrices grow large,
+    and on a GPU, the model's default (sdpa). Eager is faster on a CPU at these lengths in both
+    directions: its backward ~2x sdpa's (15% of a SmolLM2 training step at 192 tokens), and its
+    forward, compiled, 1.25-1.3x the whole feature pass (sdpa's CPU flash kernel took 29% of the
+    pass for 7% of its products). The query blocks make the feature pass 1.17x again; in training,
+    whose parts are a few rows each, they did not pay (AMD EPYC, BENCHMARKS.md)."""
     import torch
+
+    from .attention import register
 
     if torch.cuda.is_available() or max_tokens > EAGER_MAX_TOKENS:
         return None
-    return "eager"
+    return "eager" if training else register()
 
 
 def load_backbone(backbone: Backbone, quantize: str | None = None, dtype=None, attention: str | None = None):
@@ -155,7 +160,7 @@ def load_backbone(backbone: Backbone, quantize: str | None = None, dtype=None, a
 
     `quantize` is None, "4bit" (NF4, QLoRA) or "8bit" through bitsandbytes; `dtype` the torch
     dtype of the unquantised weights (default float32); `attention` a transformers attention
-    implementation ("eager", "sdpa"; None: the model's default). The tokenizer pads on the right
+    implementation ("eager", "sdpa", `attention.NAME`; None: the model's default). The tokenizer pads on the right
     (the head reads the last non-pad token) and gets a pad token when it has none.
     """
     import torch

@@ -110,7 +110,7 @@ def load_teacher(run_dir: str | Path, precision: str = "auto", compile: bool = F
     use_bf16 = precision == "bf16" or (precision == "auto" and bf16_supported())
     dtype = torch.bfloat16 if use_bf16 and quantize is None else torch.float32
     settings = PromptSettings(**info["prompt"])
-    attention = short_prompt_attention(settings.max_tokens)  # as training ran
+    attention = short_prompt_attention(settings.max_tokens, training=False)
     model, tokenizer = load_backbone(backbone, quantize, dtype=dtype, attention=attention)
     for module in model.modules():
         # bitsandbytes' fast CPU kernel for 4-bit inference repacks weights in blocks and fails on

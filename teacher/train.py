@@ -284,7 +284,9 @@ def build_model(cfg: TeachConfig, backbone, precision: str, n_labels: int) -> tu
     # autocast would cast the frozen weights on every forward anyway (ARCHITECTURE.md: 718 vs 649
     # tokens/s); the LoRA weights and the head stay fp32
     low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision) if cfg.quantize is None else None
-    base, tokenizer = load_backbone(backbone, cfg.quantize, dtype=low, attention=short_prompt_attention(cfg.max_tokens))
+    base, tokenizer = load_backbone(
+        backbone, cfg.quantize, dtype=low, attention=short_prompt_attention(cfg.max_tokens, training=True)
+    )
     checkpointed = cfg.checkpointing or 0 < MICRO_BATCH_SLOTS < cfg.max_tokens
     if checkpointed:
         # one prompt alone is over the token budget of a forward pass: keep only each layer's

@@ -142,25 +142,30 @@ def test_fast_dropout_replaces_peft_dropout_and_follows_the_seed():
     assert not torch.equal(run(1), run(2))
 
 
-def test_training_attention_is_eager_only_for_short_prompts_on_a_cpu():
+def test_short_prompts_train_eager_and_run_in_causal_blocks_on_a_cpu():
     import torch
 
+    from leader.teacher.attention import NAME
     from leader.teacher.backbone import EAGER_MAX_TOKENS, short_prompt_attention
 
     if torch.cuda.is_available():
         pytest.skip("CPU rule")
-    assert short_prompt_attention(192) == "eager"
-    assert short_prompt_attention(EAGER_MAX_TOKENS) == "eager"
-    assert short_prompt_attention(EAGER_MAX_TOKENS + 1) is None
+    for tokens in (192, EAGER_MAX_TOKENS):
+        assert short_prompt_attention(tokens, training=True) == "eager"
+        assert short_prompt_attention(tokens, training=False) == NAME
+    assert short_prompt_attention(EAGER_MAX_TOKENS + 1, training=True) is None
+    assert short_prompt_attention(EAGER_MAX_TOKENS + 1, training=False) is None
 
 
 def test_a_loaded_teacher_runs_the_attention_it_trained_with(tiny_teacher):
-    """Features and inference (`load_teacher`) follow the training rule: eager on a CPU for the
-    teacher's short prompts, so its cached states come from the arithmetic it was trained with."""
+    """Features and inference (`load_teacher`) compute eager attention on a CPU for the teacher's
+    short prompts, as training did, in causal query blocks (the same arithmetic: the blocks drop
+    only keys the causal mask zeroes; tests/test_teacher_attention.py)."""
     import json
 
     import torch
 
+    from leader.teacher.attention import NAME
     from leader.teacher.backbone import short_prompt_attention
     from leader.teacher.infer import load_teacher
 
@@ -168,8 +173,8 @@ def test_a_loaded_teacher_runs_the_attention_it_trained_with(tiny_teacher):
         pytest.skip("CPU rule")
     max_tokens = json.loads((tiny_teacher / "teacher.json").read_text())["prompt"]["max_tokens"]
     loaded = load_teacher(tiny_teacher)
-    assert short_prompt_attention(max_tokens) == "eager"
-    assert loaded.model.backbone.config._attn_implementation == "eager"
+    assert short_prompt_attention(max_tokens, training=False) == NAME
+    assert loaded.model.backbone.config._attn_implementation == NAME
 
 
 @pytest.mark.parametrize("pooling", ["last", "mean"])
@@ -246,7 +251,7 @@ def test_prompts_over_the_token_budget_recompute_layers_with_the_same_gradients(
     from leader.teacher.tiny import make_tiny_backbone
     from leader.teacher.train import MICRO_BATCH_SLOTS, build_model
 
-    monkeypatch.setattr(train, "short_prompt_attention", lambda max_tokens: "eager")  # one attention for both
+    monkeypatch.setattr(train, "short_prompt_attention", lambda max_tokens, training: "eager")  # one attention for both
 
     folder = make_tiny_backbone(tmp_path / "tiny", ["a b c d e f g h i j k l"], layers=2)
     backbone = resolve(str(folder))
