@@ -44,7 +44,7 @@ def causal_block_attention(module, query, key, value, attention_mask, scaling, d
     length = query.shape[2]
     if attention_mask is not None and key.shape[2] == length:
         rows = [(block * length // BLOCKS, (block + 1) * length // BLOCKS) for block in range(BLOCKS)]
-        ends = [stop for _, stop in rows]  # causal: rows before `stop` see no key after it
+        ends = [stop for _, stop in rows]  # causal: rows before `stop` see no key from `stop` on
     else:
         rows, ends = [(0, length)], [key.shape[2]]
     outputs = []

@@ -160,8 +160,8 @@ def load_backbone(backbone: Backbone, quantize: str | None = None, dtype=None, a
 
     `quantize` is None, "4bit" (NF4, QLoRA) or "8bit" through bitsandbytes; `dtype` the torch
     dtype of the unquantised weights (default float32); `attention` a transformers attention
-    implementation ("eager", "sdpa", `attention.NAME`; None: the model's default). The tokenizer pads on the right
-    (the head reads the last non-pad token) and gets a pad token when it has none.
+    implementation ("eager", "sdpa", `attention.NAME`; None: the model's default). The tokenizer
+    pads on the right (the head reads the last non-pad token) and gets a pad token when it has none.
     """
     import torch
     from transformers import AutoModel, AutoTokenizer

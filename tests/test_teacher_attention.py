@@ -4,9 +4,7 @@ the blocks, with grouped-query heads."""
 
 from __future__ import annotations
 
-import pytest
-
-torch = pytest.importorskip("torch")
+import torch
 
 
 def _pair(tmp_path):
