@@ -64,8 +64,10 @@ def run(work: Path, teacher: Path | None, patients: int, repeats: int = 5) -> No
             ["baseline", "--data", str(data), "--method", "logistic", "--history", "previous", "--out", str(logistic)]
         )
     if not student.exists():
-        argv = ["distill", "--data", str(data), "--out", str(student), "--prior", str(logistic), "--no-teacher"]
-        _step(argv + ["--no-progress"])
+        _step(
+            ["distill", "--data", str(data), "--out", str(student), "--prior", str(logistic)]
+            + ["--no-teacher", "--no-progress"]
+        )
     if not model.exists():
         _step(["export", "--onnx", "--student", str(student), "--out", str(model), "--int8", "--force"])
     from leader.export.bench import format_report

@@ -8,24 +8,16 @@ import torch
 
 
 def _pair(tmp_path):
-    """The same tiny random Llama (4 heads over 2 key/value heads) loaded twice, fp32: eager, blocks."""
-    from transformers import LlamaConfig, LlamaModel
+    """The same tiny random Llama (2 heads over 1 key/value head, 2 layers) loaded twice, fp32:
+    eager, blocks."""
+    from transformers import LlamaModel
 
     from leader.teacher.attention import register
+    from leader.teacher.tiny import make_tiny_backbone
 
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    LlamaModel(config).save_pretrained(tmp_path)
-    eager = LlamaModel.from_pretrained(tmp_path, attn_implementation="eager")
-    blocks = LlamaModel.from_pretrained(tmp_path, attn_implementation=register())
+    folder = make_tiny_backbone(tmp_path, [" ".join(f"w{i}" for i in range(64))], layers=2)
+    eager = LlamaModel.from_pretrained(folder, attn_implementation="eager")
+    blocks = LlamaModel.from_pretrained(folder, attn_implementation=register())
     return eager, blocks
 
 
